@@ -1,0 +1,270 @@
+"""The ``crucible`` command line: run, resume, watch and report campaigns.
+
+The CLI is the top of the stack: it reads the campaign file, optionally starts the simulated lab (``--sim``), and runs
+the Prefect flow of :mod:`flows.campaign`. Every expected failure (a bad campaign file, a silent instrument) ends
+in one line on stderr naming the problem and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from instruments.errors import InstrumentError
+from orchestrator.campaign import CampaignError, CampaignEvent
+from orchestrator.lab import Lab
+from orchestrator.simulated_lab import SimulatedLab, SimulatedLabError
+from orchestrator.spec import CampaignFileError, CampaignSpec, load_campaign, parse_campaign
+from orchestrator.store import Store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Crucible: autonomous self-driving-lab campaigns.")
+console = Console()
+errors = Console(stderr=True)
+
+DEFAULT_RUNS_DIR = Path("runs")
+EXPECTED_ERRORS = (CampaignFileError, CampaignError, InstrumentError, SimulatedLabError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(function: F) -> F:
+    """Turn expected failures into ``error: ...`` on stderr and exit status 1."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except EXPECTED_ERRORS as error:
+            message = " ".join(str(error).split())
+            errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            errors.print("interrupted; resume with `crucible resume NAME`")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _database_url(database: str | None, runs_dir: Path) -> str:
+    return database or os.environ.get("CRUCIBLE_DATABASE_URL") or f"sqlite:///{runs_dir / 'crucible.db'}"
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
+
+
+DatabaseOption = Annotated[
+    str | None, typer.Option("--db", help="Database URL (default: sqlite:///RUNS_DIR/crucible.db or $CRUCIBLE_DATABASE_URL).")
+]
+RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where the database, sample tray and plots go.")]
+
+
+@contextmanager
+def _lab_for(spec: CampaignSpec, sim: bool, runs_dir: Path) -> Iterator[None]:
+    if sim:
+        with SimulatedLab(spec, runs_dir / "tray" / spec.name):
+            console.print(f"simulated lab up: scenario [bold]{spec.simulation.scenario}[/], "  # type: ignore[union-attr]
+                          f"{len(spec.instruments)} instrument servers")
+            yield
+    else:
+        yield
+
+
+def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, resume: bool, verbose: bool) -> None:
+    _quiet_prefect(verbose)
+    with _lab_for(spec, sim, runs_dir):
+        with Lab.from_spec(spec) as lab:
+            described = lab.check()  # one clear error for a silent address, before Prefect starts
+        console.print("instruments: " + ", ".join(f"{name} ({d.get('kind', '?')})" for name, d in described.items()))
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from flows.campaign import campaign_flow, observing
+
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        ) as progress:
+            bar = progress.add_task(spec.name, total=spec.budget.experiments)
+
+            def show(event: CampaignEvent) -> None:
+                tag = {"planned": "cyan", "made": "blue", "measured": "magenta", "analysed": "green", "failed": "red"}
+                progress.console.print(
+                    f"  [{tag.get(event.kind, 'white')}]{event.kind:>9}[/] #{event.experiment_index:03d} {event.message}",
+                    highlight=False,
+                )
+                if event.kind in ("analysed", "failed"):
+                    progress.advance(bar)
+
+            with observing(show):
+                store = Store(url)
+                done = sum(e.status in ("analysed", "failed") for c in [store.campaign_by_name(spec.name)] if c and not fresh
+                           for e in store.experiments(c.id))
+                store.close()
+                progress.update(bar, completed=done)
+                campaign_flow(spec.name, spec.model_dump(mode="json"), url, fresh=fresh, resume=resume)
+    _summarise(spec, url, runs_dir)
+
+
+def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
+    from orchestrator.report import experiment_table, plot_best_so_far
+
+    store = Store(url)
+    record = store.campaign_by_name(spec.name)
+    assert record is not None
+    experiments = store.experiments(record.id)
+    store.close()
+    console.print(experiment_table(spec, experiments))
+    objective = spec.objectives[0]
+    from orchestrator.campaign import is_feasible, objective_value
+
+    feasible = [e for e in experiments if e.status == "analysed" and is_feasible(spec, e.outcomes)]
+    best = max(feasible, key=lambda e: objective_value(spec, e.outcomes)) if feasible else None
+    failed = sum(e.status == "failed" for e in experiments)
+    console.print(f"experiments: {len(experiments)} ({failed} failed); database: {url}")
+    true_values = true_optimum = None
+    if best is None:
+        console.print("[yellow]no experiment met every constraint yet[/]")
+    else:
+        measured = best.outcomes[objective.name]
+        console.print(f"[bold]best conditions found[/] (experiment {best.index}): "
+                      + ", ".join(f"{k} = {v:.4g}" for k, v in best.conditions.items()))
+        console.print(f"  measured {objective.name} = {measured['value']:.4g} ± {measured['std']:.2g}")
+    if spec.simulation is not None and objective.direction != "target":
+        from orchestrator.simulated_lab import truth_scores
+
+        true_values, optimum_conditions, true_optimum = truth_scores(spec, [e.conditions for e in experiments])
+        console.print("[bold]ground-truth optimum[/]: " + ", ".join(f"{k} = {v:.4g}" for k, v in optimum_conditions.items())
+                      + f" -> {objective.name} = {true_optimum:.4g}")
+        if best is not None:
+            true_at_best = true_values[best.index]
+            if math.isnan(true_at_best):
+                console.print("  [yellow]the best measured conditions violate a constraint in truth[/]")
+            else:
+                gap = abs(true_optimum - true_at_best)
+                console.print(f"  true {objective.name} at the best conditions = {true_at_best:.4g}; "
+                              f"gap to optimum = {gap:.4g} ({100 * gap / abs(true_optimum):.1f} %)")
+    plot = plot_best_so_far(spec, experiments, runs_dir / f"{spec.name}-best-so-far.png", true_values, true_optimum)
+    console.print(f"plot: {plot}")
+
+
+@app.command()
+@_one_line_errors
+def run(
+    campaign_file: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
+    sim: Annotated[bool, typer.Option("--sim", help="Start the simulated lab of the file's `simulation:` section.")] = False,
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Replace an earlier campaign of the same name.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+) -> None:
+    """Run the campaign in CAMPAIGN_FILE until its budget is spent."""
+    spec = load_campaign(campaign_file)
+    _run(spec, _database_url(database, runs_dir), runs_dir, sim, fresh, False, verbose)
+
+
+@app.command()
+@_one_line_errors
+def resume(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    sim: Annotated[bool, typer.Option("--sim", help="Start the simulated lab of the campaign's `simulation:` section.")] = False,
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Continue an interrupted campaign: nothing recorded is lost, nothing is run twice."""
+    spec = _stored_spec(name, _database_url(database, runs_dir))
+    _run(spec, _database_url(database, runs_dir), runs_dir, sim, False, True, verbose)
+
+
+def _stored_spec(name: str, url: str) -> CampaignSpec:
+    store = Store(url)
+    record = store.campaign_by_name(name)
+    store.close()
+    if record is None:
+        raise CampaignError(f"no campaign named {name!r} in {url}")
+    return parse_campaign(json.loads(record.spec_json), f"campaign {name!r} in {url}")
+
+
+@app.command()
+@_one_line_errors
+def status(
+    name: Annotated[str | None, typer.Argument(help="Campaign name (default: list all).")] = None,
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """List campaigns, or show one campaign's experiments."""
+    from orchestrator.report import experiment_table
+
+    url = _database_url(database, runs_dir)
+    store = Store(url)
+    if name is None:
+        for record in store.campaigns():
+            experiments = store.experiments(record.id)
+            counts: dict[str, int] = {}
+            for experiment in experiments:
+                counts[experiment.status] = counts.get(experiment.status, 0) + 1
+            console.print(f"{record.name}: {record.status}, {len(experiments)} experiments {counts}")
+        store.close()
+        return
+    store.close()
+    spec = _stored_spec(name, url)
+    store = Store(url)
+    record = store.campaign_by_name(name)
+    assert record is not None
+    console.print(experiment_table(spec, store.experiments(record.id)))
+    store.close()
+
+
+@app.command()
+@_one_line_errors
+def report(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """Print the campaign's table and best result and write its best-so-far plot (with truth if simulated)."""
+    url = _database_url(database, runs_dir)
+    _summarise(_stored_spec(name, url), url, runs_dir)
+
+
+@app.command("sim")
+@_one_line_errors
+def serve_simulated_lab(
+    campaign_file: Annotated[Path, typer.Argument(help="Campaign YAML file with a `simulation:` section.")],
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """Serve the simulated lab of CAMPAIGN_FILE at its instrument addresses until interrupted."""
+    spec = load_campaign(campaign_file)
+    with SimulatedLab(spec, runs_dir / "tray" / spec.name) as lab:
+        for name, process in lab.processes.items():
+            console.print(f"{name}: pid {process.pid} at {spec.instruments[name].address}")
+        console.print("simulated lab running; Ctrl-C to stop")
+        try:
+            while all(p.poll() is None for p in lab.processes.values()):
+                import time
+
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    sys.exit(0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

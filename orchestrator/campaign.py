@@ -1,0 +1,332 @@
+"""The campaign's steps and state as plain Python: plan, synthesise, characterise, analyse, record.
+
+Each step reads the experiment's state from the store, touches at most one instrument, and commits the new state
+before returning. An experiment's identity (its id, its sample id and the job ids sent to instruments) is written
+before any instrument is touched, and instruments treat a repeated job id as the same job, so re-running a step
+after a crash recovers the instrument's result instead of making a second sample.
+
+Restart rules:
+- ``planned`` experiments are simply run.
+- an experiment in ``synthesising`` or ``measuring`` re-sends its job id: the instrument reports the job it already
+  ran (or is running), or runs it if it never started.
+- ``made`` / ``measured`` continue with the next step; ``analysed`` and ``failed`` are final.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agents.planner import (
+    ObjectiveSpec as PlannerObjective,
+)
+from agents.planner import (
+    Observation,
+    OutcomeConstraintSpec,
+    Planner,
+    make_planner,
+)
+from agents.planner import (
+    ParameterSpec as PlannerParameter,
+)
+from agents.xrd_phase_agent import XRDPhaseAgent
+from instruments.errors import InstrumentError
+from instruments.readings import Diffractogram
+from orchestrator.lab import Lab
+from orchestrator.spec import CampaignSpec
+from orchestrator.store import (
+    AnalysisRecord,
+    CampaignRecord,
+    ExperimentRecord,
+    ExperimentStatus,
+    ProposalRecord,
+    ReadingRecord,
+    SampleRecord,
+    Store,
+)
+
+__all__ = ["Campaign", "CampaignError", "CampaignEvent", "objective_value"]
+
+
+class CampaignError(RuntimeError):
+    """A campaign that cannot start or continue; the message says why."""
+
+
+@dataclass(frozen=True)
+class CampaignEvent:
+    """A step finished: what the campaign tells whoever watches (progress bars, the Prefect UI)."""
+
+    kind: str  # "planned" | "made" | "measured" | "analysed" | "failed"
+    experiment_index: int
+    experiment_id: str
+    message: str = ""
+
+
+Observer = Callable[[CampaignEvent], None]
+
+
+def objective_value(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> float:
+    """The first objective as a number to maximise (minimise → negated, target → −|y − target|)."""
+    objective = spec.objectives[0]
+    value = outcomes[objective.name]["value"]
+    if objective.direction == "minimize":
+        return -value
+    if objective.direction == "target":
+        assert objective.target is not None
+        return -abs(value - objective.target)
+    return value
+
+
+def is_feasible(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> bool:
+    """Whether measured outcomes satisfy every outcome constraint."""
+    for constraint in spec.constraints:
+        value = outcomes[constraint.name]["value"]
+        if (constraint.op == "<=" and value > constraint.value) or (constraint.op == ">=" and value < constraint.value):
+            return False
+    return True
+
+
+class Campaign:
+    """One campaign bound to its store and its lab.
+
+    Use :meth:`open` to start a new campaign or pick up an existing one of the same name.
+    """
+
+    def __init__(self, spec: CampaignSpec, store: Store, lab: Lab, record: CampaignRecord) -> None:
+        self.spec = spec
+        self.store = store
+        self.lab = lab
+        self.record = record
+        self.observers: list[Observer] = []
+        xrd = spec.analysis.xrd
+        self.agent = XRDPhaseAgent(xrd.phases, xrd.caglioti_uvw_deg2, xrd.background_terms)
+        self.planner: Planner = self._make_planner()
+
+    # --- opening -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, spec: CampaignSpec, store: Store, lab: Lab, *, fresh: bool = False, resume: bool = False) -> Campaign:
+        """Create the campaign ``spec.name`` in ``store``, or reopen it.
+
+        Args:
+            fresh: delete an earlier campaign of the same name first.
+            resume: require the campaign to exist already (``crucible resume``).
+        """
+        existing = store.campaign_by_name(spec.name)
+        if existing is not None and fresh:
+            store.delete_campaign(existing.id)
+            existing = None
+        if existing is None:
+            if resume:
+                raise CampaignError(f"no campaign named {spec.name!r} in {store.url}")
+            record = CampaignRecord(name=spec.name, spec_json=spec.model_dump_json())
+            store.add(record)
+            return cls(spec, store, lab, record)
+        if not resume and existing.spec_json != spec.model_dump_json():
+            raise CampaignError(
+                f"a different campaign named {spec.name!r} already exists in {store.url}; "
+                "rename it, use `crucible resume`, or pass --fresh to replace it"
+            )
+        if not resume and existing.status == "running" and store.experiments(existing.id):
+            raise CampaignError(
+                f"campaign {spec.name!r} already has experiments in {store.url}; "
+                f"continue it with `crucible resume {spec.name}` or pass --fresh to start over"
+            )
+        return cls(spec, store, lab, existing)
+
+    def _make_planner(self) -> Planner:
+        settings = self.spec.planner
+        parameters = [
+            PlannerParameter(
+                name=p.name, low=p.low, high=p.high, kind=p.kind, log_scale=p.log_scale, choices=p.choices, unit=p.unit
+            )
+            for p in self.spec.parameters
+        ]
+        objectives = [PlannerObjective(o.name, o.direction, o.target) for o in self.spec.objectives]
+        constraints = [OutcomeConstraintSpec(c.name, c.op, c.value) for c in self.spec.constraints]
+        kwargs: dict[str, Any] = {"seed": self.spec.seed, "n_initial": settings.initial_experiments}
+        if settings.name == "botorch":
+            kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts}
+        return make_planner(settings.name, parameters=parameters, objectives=objectives, constraints=constraints, **kwargs)
+
+    # --- state ---------------------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def experiments(self) -> list[ExperimentRecord]:
+        return self.store.experiments(self.id)
+
+    def unfinished(self) -> list[ExperimentRecord]:
+        """Experiments not yet analysed or failed, oldest first."""
+        return [e for e in self.experiments() if e.status not in ExperimentStatus.TERMINAL]
+
+    def remaining_budget(self) -> int:
+        return self.spec.budget.experiments - len(self.experiments())
+
+    def finished(self) -> bool:
+        return self.remaining_budget() <= 0 and not self.unfinished()
+
+    def _emit(self, kind: str, experiment: ExperimentRecord, message: str = "") -> None:
+        event = CampaignEvent(kind, experiment.index, experiment.id, message)
+        for observer in self.observers:
+            observer(event)
+
+    # --- plan ----------------------------------------------------------------------------------------------
+    def observations(self) -> list[Observation]:
+        """What the planner learns from: every analysed or failed experiment."""
+        names = [o.name for o in self.spec.objectives] + [c.name for c in self.spec.constraints]
+        observations = []
+        for experiment in self.experiments():
+            if experiment.status == ExperimentStatus.FAILED:
+                observations.append(Observation(experiment.conditions, {}, None, failed=True))
+            elif experiment.status == ExperimentStatus.ANALYSED:
+                outcomes = experiment.outcomes
+                values = {n: outcomes[n]["value"] for n in names}
+                variances = {n: max(outcomes[n]["std"], 1e-9) ** 2 for n in names}
+                if all(math.isfinite(v) for v in [*values.values(), *variances.values()]):
+                    observations.append(Observation(experiment.conditions, values, variances))
+                else:
+                    observations.append(Observation(experiment.conditions, {}, None, failed=True))
+        return observations
+
+    def plan(self, n: int | None = None) -> list[str]:
+        """Ask the planner for up to ``n`` experiments (default: the batch size) and record them as planned.
+
+        Returns the new experiments' ids. Experiments still under way are passed as pending points.
+        """
+        n = min(n or self.spec.budget.batch_size, self.remaining_budget())
+        if n <= 0:
+            return []
+        planner = self._make_planner()
+        planner.tell(self.observations())
+        pending = [e.conditions for e in self.unfinished()]
+        proposals = planner.ask(n, pending=pending)
+        self.planner = planner
+        start = len(self.experiments())
+        ids = []
+        for offset, proposal in enumerate(proposals):
+            experiment = ExperimentRecord(
+                campaign_id=self.id,
+                index=start + offset,
+                sample_id=f"{self.spec.name}-{start + offset:04d}",
+                conditions_json=json.dumps(proposal.conditions),
+            )
+            predicted = {k: list(v) for k, v in proposal.predicted.items()}
+            self.store.add(
+                experiment,
+                ProposalRecord(
+                    experiment_id=experiment.id,
+                    strategy=proposal.strategy,
+                    acquisition_value=proposal.acquisition_value,
+                    predicted_json=json.dumps(predicted),
+                ),
+            )
+            self._emit("planned", experiment, _format_conditions(proposal.conditions))
+            ids.append(experiment.id)
+        return ids
+
+    # --- synthesise ----------------------------------------------------------------------------------------
+    def synthesise(self, experiment_id: str) -> None:
+        """Make the experiment's sample on the synthesiser."""
+        experiment = self.store.experiment(experiment_id)
+        if experiment.status not in (ExperimentStatus.PLANNED, ExperimentStatus.SYNTHESISING):
+            return
+        name, instrument = self.spec.instrument_of_kind("synthesiser")
+        job_id = f"{experiment.id}-synthesis"
+        experiment = self.store.update_experiment(experiment.id, status=ExperimentStatus.SYNTHESISING)
+        params = {"sample_id": experiment.sample_id, "conditions": experiment.conditions}
+        try:
+            result = self.lab.client(name).run(params, job_id=job_id, timeout_s=instrument.run_timeout_s)
+        except InstrumentError as error:
+            self._fail(experiment, f"synthesis on {name} failed: {error}")
+            raise
+        sample = SampleRecord(
+            id=experiment.sample_id, experiment_id=experiment.id, instrument=name, job_id=job_id,
+            result_json=json.dumps(result),
+        )
+        self.store.update_experiment(experiment.id, sample, status=ExperimentStatus.MADE)
+        self._emit("made", experiment, f"sample {experiment.sample_id} made on {name}")
+
+    # --- characterise --------------------------------------------------------------------------------------
+    def characterise(self, experiment_id: str) -> None:
+        """Measure the experiment's sample on the diffractometer and record the reading."""
+        experiment = self.store.experiment(experiment_id)
+        if experiment.status not in (ExperimentStatus.MADE, ExperimentStatus.MEASURING):
+            return
+        name, instrument = self.spec.instrument_of_kind("diffractometer")
+        job_id = f"{experiment.id}-xrd"
+        experiment = self.store.update_experiment(experiment.id, status=ExperimentStatus.MEASURING)
+        params = {"sample_id": experiment.sample_id, "counting_time_s": self.spec.measurement.counting_time_s}
+        try:
+            result = self.lab.client(name).run(params, job_id=job_id, timeout_s=instrument.run_timeout_s)
+            reading = Diffractogram.from_dict(result["reading"])
+        except InstrumentError as error:
+            self._fail(experiment, f"measurement on {name} failed: {error}")
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            self._fail(experiment, f"{name} returned an unusable reading: {error}")
+            raise CampaignError(f"{name} returned an unusable reading: {error}") from None
+        record = ReadingRecord(
+            experiment_id=experiment.id, sample_id=experiment.sample_id, instrument=name, job_id=job_id,
+            kind=reading.kind, data_json=json.dumps(reading.as_dict()),
+        )
+        self.store.update_experiment(experiment.id, record, status=ExperimentStatus.MEASURED)
+        self._emit("measured", experiment, f"{reading.two_theta_deg.size}-point pattern from {name}")
+
+    # --- analyse and record --------------------------------------------------------------------------------
+    def analyse(self, experiment_id: str) -> dict[str, dict[str, float]]:
+        """Turn the experiment's reading into quantities and record them as its outcomes."""
+        experiment = self.store.experiment(experiment_id)
+        if experiment.status == ExperimentStatus.ANALYSED:
+            return experiment.outcomes
+        if experiment.status != ExperimentStatus.MEASURED:
+            raise CampaignError(f"experiment {experiment.index} is {experiment.status}, not measured")
+        stored = self.store.reading(experiment.id)
+        assert stored is not None, "a measured experiment has a reading"
+        reading = Diffractogram.from_dict(json.loads(stored.data_json))
+        try:
+            report = self.agent.analyse(reading)
+        except (ValueError, RuntimeError, FloatingPointError) as error:
+            self._fail(experiment, f"analysis failed: {error}")
+            raise CampaignError(f"analysis of experiment {experiment.index} failed: {error}") from None
+        outcomes = report.as_dict()
+        record = AnalysisRecord(experiment_id=experiment.id, agent=report.agent, quantities_json=json.dumps(outcomes))
+        self.store.update_experiment(
+            experiment.id, record, status=ExperimentStatus.ANALYSED, outcomes_json=json.dumps(outcomes)
+        )
+        objective = self.spec.objectives[0].name
+        self._emit("analysed", experiment, f"{objective} = {outcomes[objective]['value']:.4g} ± {outcomes[objective]['std']:.2g}")
+        return outcomes
+
+    def _fail(self, experiment: ExperimentRecord, reason: str) -> None:
+        self.store.update_experiment(experiment.id, status=ExperimentStatus.FAILED, failure_reason=reason)
+        self._emit("failed", experiment, reason)
+
+    # --- results -------------------------------------------------------------------------------------------
+    def best(self) -> ExperimentRecord | None:
+        """The analysed experiment with the best objective among those meeting every constraint."""
+        analysed = [e for e in self.experiments() if e.status == ExperimentStatus.ANALYSED]
+        feasible = [e for e in analysed if is_feasible(self.spec, e.outcomes)]
+        if not feasible:
+            return None
+        return max(feasible, key=lambda e: objective_value(self.spec, e.outcomes))
+
+    def finish(self) -> None:
+        self.store.set_campaign_status(self.id, "finished")
+
+
+def best_so_far(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]) -> list[float]:
+    """Best feasible objective value (to maximise) after each experiment; NaN until one is feasible."""
+    best, out = -math.inf, []
+    for experiment in experiments:
+        if experiment.status == ExperimentStatus.ANALYSED and is_feasible(spec, experiment.outcomes):
+            best = max(best, objective_value(spec, experiment.outcomes))
+        out.append(best if math.isfinite(best) else math.nan)
+    return out
+
+
+def _format_conditions(conditions: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in conditions.items())

@@ -1,0 +1,238 @@
+"""The campaign file: what may be varied, what is wanted, with what budget, on which instruments.
+
+A campaign file is YAML validated by the pydantic models below. Unknown keys are rejected, so a misspelt field is
+an error that names it, raised before any instrument is touched (:func:`load_campaign`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "BudgetSpec",
+    "CampaignFileError",
+    "CampaignSpec",
+    "ConstraintSpec",
+    "InstrumentSpec",
+    "MeasurementSpec",
+    "ObjectiveSpec",
+    "ParameterSpec",
+    "PlannerSettings",
+    "SimulationSpec",
+    "XRDAnalysisSpec",
+    "load_campaign",
+    "parse_campaign",
+]
+
+
+class CampaignFileError(ValueError):
+    """A campaign file that cannot be used; the message names the file, the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParameterSpec(_Strict):
+    """One synthesis condition the planner may vary, e.g. an annealing temperature in degC."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""
+    kind: Literal["continuous", "integer", "categorical"] = "continuous"
+    log_scale: bool = False
+    choices: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ParameterSpec:
+        if self.kind == "categorical":
+            if not self.choices or len(self.choices) < 2:
+                raise ValueError(f"categorical parameter {self.name!r} needs at least two choices")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"parameter {self.name!r} needs both low and high bounds")
+        if self.low >= self.high:
+            raise ValueError(
+                f"parameter {self.name!r}: lower bound {self.low:g} is not below upper bound {self.high:g}"
+            )
+        if self.log_scale and self.low <= 0:
+            raise ValueError(f"log-scaled parameter {self.name!r} needs a positive lower bound")
+        return self
+
+
+class ObjectiveSpec(_Strict):
+    """A measured quantity to maximise, minimise or bring to a target value."""
+
+    name: str
+    direction: Literal["maximize", "minimize", "target"] = "maximize"
+    target: float | None = None
+
+    @model_validator(mode="after")
+    def _check_target(self) -> ObjectiveSpec:
+        if (self.direction == "target") != (self.target is not None):
+            raise ValueError(f"objective {self.name!r}: give `target` exactly when direction is 'target'")
+        return self
+
+
+class ConstraintSpec(_Strict):
+    """An outcome constraint, e.g. ``rutile_fraction <= 0.1`` (phase purity)."""
+
+    name: str
+    op: Literal["<=", ">="]
+    value: float
+
+
+class BudgetSpec(_Strict):
+    """How many experiments the campaign may run, and how many are proposed at once."""
+
+    experiments: Annotated[int, Field(ge=1, le=100_000)]
+    batch_size: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class PlannerSettings(_Strict):
+    """Which planner proposes experiments and how many Sobol points start the campaign."""
+
+    name: Literal["botorch", "sobol", "random"] = "botorch"
+    initial_experiments: Annotated[int, Field(ge=1)] = 5
+    raw_samples: Annotated[int, Field(ge=8)] = 256
+    num_restarts: Annotated[int, Field(ge=1)] = 8
+
+
+class InstrumentSpec(_Strict):
+    """Where an instrument listens (a ZeroMQ endpoint) and how long to wait for it."""
+
+    kind: Literal["synthesiser", "diffractometer", "saxs", "pdf", "xas"]
+    address: Annotated[str, Field(pattern=r"^(tcp|ipc|inproc)://\S+$")]
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    run_timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+
+
+class MeasurementSpec(_Strict):
+    """How each sample is measured."""
+
+    counting_time_s: Annotated[float, Field(gt=0)] = 1.0
+
+
+class XRDAnalysisSpec(_Strict):
+    """Phase quantification of powder XRD against reference phases (built-in names or CIF paths)."""
+
+    phases: Annotated[list[str], Field(min_length=1)]
+    caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002)
+    background_terms: Annotated[int, Field(ge=1, le=12)] = 6
+
+
+class AnalysisSpec(_Strict):
+    xrd: XRDAnalysisSpec
+
+
+class SimulationSpec(_Strict):
+    """The simulated lab that stands in for hardware with ``crucible run --sim``."""
+
+    scenario: str
+    seed: int = 0
+    time_factor: Annotated[float, Field(ge=0)] = 0.0
+
+
+class CampaignSpec(_Strict):
+    """A whole campaign file."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str = ""
+    seed: int = 0
+    budget: BudgetSpec
+    parameters: Annotated[list[ParameterSpec], Field(min_length=1)]
+    objectives: Annotated[list[ObjectiveSpec], Field(min_length=1)]
+    constraints: list[ConstraintSpec] = []
+    planner: PlannerSettings = PlannerSettings()
+    instruments: dict[str, InstrumentSpec]
+    measurement: MeasurementSpec = MeasurementSpec()
+    analysis: AnalysisSpec
+    simulation: SimulationSpec | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _unique_parameters(cls, parameters: list[ParameterSpec]) -> list[ParameterSpec]:
+        names = [p.name for p in parameters]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"parameter names must be unique; repeated: {', '.join(duplicates)}")
+        return parameters
+
+    @model_validator(mode="after")
+    def _check_cross_references(self) -> CampaignSpec:
+        kinds = {spec.kind for spec in self.instruments.values()}
+        for needed in ("synthesiser", "diffractometer"):
+            if needed not in kinds:
+                raise ValueError(f"instruments: no instrument of kind {needed!r}")
+        addresses = [spec.address for spec in self.instruments.values()]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("instruments: two instruments share one address")
+        known = set(self.measured_quantities())
+        for item in [*self.objectives, *self.constraints]:
+            if item.name not in known:
+                raise ValueError(
+                    f"{item.name!r} is not a quantity the analysis reports; known: {', '.join(sorted(known))}"
+                )
+        return self
+
+    def measured_quantities(self) -> list[str]:
+        """Names of the quantities the configured analysis reports (the allowed objectives)."""
+        names: list[str] = []
+        for phase in self.analysis.xrd.phases:
+            label = Path(phase).stem if phase.endswith(".cif") else phase
+            names += [
+                f"{label}_fraction",
+                f"{label}_crystallite_size_nm",
+                f"{label}_a_angstrom",
+                f"{label}_b_angstrom",
+                f"{label}_c_angstrom",
+            ]
+        return names + ["rwp"]
+
+    def instrument_of_kind(self, kind: str) -> tuple[str, InstrumentSpec]:
+        """The first instrument of ``kind`` as ``(name, spec)``."""
+        for name, spec in self.instruments.items():
+            if spec.kind == kind:
+                return name, spec
+        raise KeyError(f"no instrument of kind {kind!r}")
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown field {location!r} (misspelt?)"
+    if kind == "missing":
+        return f"missing required field {location!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}"
+
+
+def parse_campaign(data: Any, source: str = "<campaign>") -> CampaignSpec:
+    """Validate an already-loaded campaign mapping; raise :class:`CampaignFileError` naming every problem."""
+    if not isinstance(data, dict):
+        raise CampaignFileError(f"{source}: a campaign file must be a YAML mapping, got {type(data).__name__}")
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe_error(e) for e in error.errors())
+        raise CampaignFileError(f"{source}: {problems}") from None
+
+
+def load_campaign(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise CampaignFileError(f"{path}: cannot read campaign file ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CampaignFileError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    return parse_campaign(data, str(path))
