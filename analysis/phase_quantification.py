@@ -27,6 +27,7 @@ _MIN_SIZE_NM = 2.0
 _MAX_SIZE_NM = 1000.0
 _MAX_MICROSTRAIN = 0.01
 _MIN_REFINED_FRACTION = 0.02
+_MIN_SIZED_FRACTION = 0.01
 _SIZE_GRID_NM = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
@@ -247,8 +248,9 @@ def quantify_phases(
     for p, phase in enumerate(references):
         inverse_size = params[size_i[p]]
         size_std = errors[size_i[p]] / inverse_size**2
-        if not free[size_i[p]] or fractions[p] < 0.01:
-            size_std = max(size_std, _MAX_SIZE_NM)  # an absent phase has no measurable size
+        size_nm = 1.0 / inverse_size
+        if not free[size_i[p]] or fractions[p] < _MIN_SIZED_FRACTION:
+            size_nm = size_std = math.nan  # a phase that is (nearly) absent has no measurable crystallite size
         determined = bool(free[size_i[p]])  # an absent phase's lattice is its reference, not a measurement
         lattice = {
             axis: Measurement(float(value), float(err) if determined else math.nan)
@@ -257,7 +259,7 @@ def quantify_phases(
         phases.append(PhaseResult(
             name=phase.name,
             weight_fraction=Measurement(float(fractions[p]), float(fraction_std[p])),
-            crystallite_size_nm=Measurement(float(1.0 / inverse_size), float(size_std)),
+            crystallite_size_nm=Measurement(float(size_nm), float(size_std)),
             microstrain=Measurement(float(params[strain_i[p]]), float(errors[strain_i[p]])),
             lattice_angstrom=lattice,
             scale=Measurement(float(scales[p]), float(errors[scale_i[p]])),

@@ -90,7 +90,9 @@ def campaign_flow(
         for experiment in campaign.unfinished():
             run_experiment(campaign, experiment.id)
         while campaign.remaining_budget() > 0:
-            for experiment_id in plan_task(campaign, campaign_spec.budget.batch_size):
+            label = f"{campaign_spec.name}-{len(campaign.experiments()):03d}"
+            plan = plan_task.with_options(task_run_name=f"plan-{label}")
+            for experiment_id in plan(campaign, campaign_spec.budget.batch_size):
                 run_experiment(campaign, experiment_id)
         campaign.finish()
         _publish_artifacts(campaign)
