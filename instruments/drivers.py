@@ -38,7 +38,8 @@ class Driver(Protocol):
     """One instrument.
 
     ``kind`` is one of the technique names above. ``run`` is blocking and returns a JSON-serialisable dict:
-    for a synthesiser ``{"sample_id": ..., ...}``, for a characterisation instrument ``{"reading": reading.as_dict()}``.
+    for a synthesiser ``{"sample_id": ..., ...}``, for a characterisation instrument
+    ``{"reading": reading.as_dict()}``.
     A driver raises an exception to report a failed run; the server turns it into an error reply.
     """
 

@@ -1,0 +1,151 @@
+"""Acquisition pieces: MC objectives and outcome constraints, the reference point, cost weighting.
+
+Model outputs are addressed through an `OutcomeLayout`; samples ``Z`` handed to objectives and constraints
+have shape ``sample_shape x batch_shape x q x m`` (BoTorch's convention), in original outcome units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.utils.multi_objective.hypervolume import infer_reference_point
+from botorch.utils.multi_objective.pareto import is_non_dominated
+from torch import Tensor
+
+from agents.planner.types import ObjectiveSpec, OutcomeConstraintSpec
+
+__all__ = [
+    "FEASIBILITY",
+    "CostWeightedAcquisition",
+    "OutcomeLayout",
+    "make_constraints",
+    "make_multi_objective",
+    "make_single_objective",
+    "reference_point",
+    "utilities",
+]
+
+FEASIBILITY = "feasibility"
+"""Name of the model output that classifies experiments as working (latent > 0) or failing (latent < 0)."""
+
+
+@dataclass(frozen=True)
+class OutcomeLayout:
+    """The order of model outputs: objective outcomes first, then other constrained outcomes, then
+    feasibility."""
+
+    names: tuple[str, ...]
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    @property
+    def m(self) -> int:
+        return len(self.names)
+
+
+def utilities(Y: Tensor, objectives: Sequence[ObjectiveSpec], layout: OutcomeLayout) -> Tensor:
+    """Map outcome values ``... x m`` (layout order) to utilities to maximise, ``... x k`` for ``k``
+    objectives."""
+    cols = []
+    for o in objectives:
+        y = Y[..., layout.index(o.name)]
+        if o.direction == "maximize":
+            cols.append(y)
+        elif o.direction == "minimize":
+            cols.append(-y)
+        else:
+            cols.append(-((y - o.target) ** 2))
+    return torch.stack(cols, dim=-1)
+
+
+def make_single_objective(objective: ObjectiveSpec, layout: OutcomeLayout) -> GenericMCObjective:
+    """An MC objective mapping ``Z`` (``s x b x q x m``) to the utility ``s x b x q`` of one objective."""
+    return GenericMCObjective(lambda Z, X=None: utilities(Z, [objective], layout)[..., 0])
+
+
+def make_multi_objective(objectives: Sequence[ObjectiveSpec], layout: OutcomeLayout) -> GenericMCMultiOutputObjective:
+    """An MC multi-output objective mapping ``Z`` (``s x b x q x m``) to utilities ``s x b x q x k``."""
+    objectives = tuple(objectives)
+    return GenericMCMultiOutputObjective(lambda Z, X=None: utilities(Z, objectives, layout))
+
+
+def make_constraints(
+    constraints: Sequence[OutcomeConstraintSpec],
+    layout: OutcomeLayout,
+    scales: dict[str, float],
+) -> list[Callable[[Tensor], Tensor]]:
+    """Constraint callables in BoTorch's convention: ``c(Z) <= 0`` means feasible.
+
+    Each maps samples ``Z`` (``s x b x q x m``) to ``s x b x q``. Violations are divided by the outcome's
+    observed scale so that the sigmoid relaxation (``eta``) is equally sharp for every outcome. The learned
+    feasibility output (if in ``layout``; the latent of a probit classifier) adds ``-Z_feasibility``.
+    """
+    out: list[Callable[[Tensor], Tensor]] = []
+    for c in constraints:
+        j, s, v = layout.index(c.name), max(scales.get(c.name, 1.0), 1e-12), c.value
+        if c.op == "<=":
+            out.append(lambda Z, j=j, s=s, v=v: (Z[..., j] - v) / s)
+        else:
+            out.append(lambda Z, j=j, s=s, v=v: (v - Z[..., j]) / s)
+    if FEASIBILITY in layout.names:
+        f = layout.index(FEASIBILITY)
+        out.append(lambda Z, f=f: -Z[..., f])
+    return out
+
+
+def reference_point(objectives: Sequence[ObjectiveSpec], observed_utilities: Tensor) -> Tensor:
+    """The hypervolume reference point in utility space, a ``k``-dim tensor.
+
+    Given ``ObjectiveSpec.reference`` values are mapped to utility (``y``, ``-y`` or ``-(y - target)^2``);
+    missing
+    ones are inferred from the Pareto front of ``observed_utilities`` (``n x k``, feasible points) with
+    BoTorch's
+    ``infer_reference_point`` (the nadir pushed out by 10 % of the range).
+    """
+    k = len(objectives)
+    inferred = torch.zeros(k, dtype=torch.double)
+    if observed_utilities.shape[0] > 0:
+        front = observed_utilities[is_non_dominated(observed_utilities)]
+        inferred = infer_reference_point(front)
+    ref = []
+    for i, o in enumerate(objectives):
+        ref.append(float(inferred[i]) if o.reference is None else o.utility(o.reference))
+    return torch.tensor(ref, dtype=torch.double)
+
+
+class CostWeightedAcquisition(AcquisitionFunction):
+    """Divide a log-scale acquisition by the cost of the batch: ``log a(X) - alpha * log(sum_i cost(x_i))``.
+
+    This is expected improvement per unit cost (Snoek et al., 2012) for the LogEI family, where dividing by
+    the
+    cost is subtracting its logarithm.
+
+    Args:
+        acq_function: A log-scale acquisition function mapping ``b x q x d`` to ``b``.
+        log_cost: Maps ``b x q x d`` encoded points to their log cost ``b x q``.
+        alpha: Cost exponent (1 = plain per-unit-cost; smaller softens the cost penalty).
+    """
+
+    _log = True
+
+    def __init__(self, acq_function: AcquisitionFunction, log_cost: Callable[[Tensor], Tensor], alpha: float = 1.0):
+        super().__init__(model=acq_function.model)
+        self.acq_function = acq_function
+        self.log_cost = log_cost
+        self.alpha = alpha
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.acq_function(X) - self.alpha * torch.logsumexp(self.log_cost(X), dim=-1)
+
+    def set_X_pending(self, X_pending: Tensor | None = None) -> None:
+        self.acq_function.set_X_pending(X_pending)
+
+    @property
+    def X_pending(self) -> Tensor | None:  # type: ignore[override]
+        return self.acq_function.X_pending

@@ -1,0 +1,620 @@
+"""The BoTorch planner: space-filling start, then GP surrogates and (log) noisy expected improvement.
+
+One ``ask`` runs, in order: encode told data and pending points (`space`), draw the initial design while
+fewer than
+``n_initial`` experiments exist (`design`), fit GPs (`models`), build the acquisition (`acquisition`),
+optimise it
+over the continuous, mixed or finite space, decode, and attach the model's predictions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from botorch.acquisition import AcquisitionFunction, qLogNoisyExpectedImprovement
+from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.objective import ScalarizedPosteriorTransform
+from botorch.exceptions.warnings import BotorchWarning, NumericsWarning, OptimizationWarning
+from botorch.models.model import Model
+from botorch.optim import optimize_acqf, optimize_acqf_discrete
+from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+from botorch.sampling import SobolQMCNormalSampler
+from torch import Tensor
+
+from agents.planner import persistence
+from agents.planner.acquisition import (
+    FEASIBILITY,
+    CostWeightedAcquisition,
+    OutcomeLayout,
+    make_constraints,
+    make_multi_objective,
+    make_single_objective,
+    reference_point,
+    utilities,
+)
+from agents.planner.cost import make_log_cost
+from agents.planner.design import Design
+from agents.planner.errors import ExhaustedError, ObservationError, SpecError
+from agents.planner.models import OutcomeData, fit_feasibility_model, fit_outcome_model
+from agents.planner.problem import AskRequest, CostSpec, PlannerConfig, PlanningProblem
+from agents.planner.space import DTYPE, SearchSpace
+from agents.planner.types import (
+    Condition,
+    LinearConstraintSpec,
+    MeasurementSpec,
+    ObjectiveSpec,
+    Observation,
+    OutcomeConstraintSpec,
+    ParameterSpec,
+    Proposal,
+)
+
+__all__ = ["BoTorchPlanner"]
+
+
+@dataclass(frozen=True)
+class _Training:
+    """Encoded training data of one ``ask``: model inputs per output and the baseline of successful points."""
+
+    layout: OutcomeLayout
+    data: tuple[OutcomeData, ...]
+    feasibility: OutcomeData | None  # success indicator of every encodable experiment, if any failed
+    X_baseline: Tensor  # n_ok x d, successful observations
+    Y_baseline: Tensor  # n_ok x m_obj+, outcome values in layout order (nan where missing)
+    scales: dict[str, float]
+
+
+class BoTorchPlanner:
+    """Bayesian-optimisation planner over a mixed, constrained search space (implements `Planner`).
+
+    Args:
+        parameters: What may vary.
+        objectives: One objective (``qLogNEI``) or several (``qLogNEHVI`` on a Pareto front).
+        constraints: Bounds on measured outcomes, each modelled by its own GP output.
+        seed: Seeds the Sobol design and, together with the number of told observations, every fit and
+            acquisition optimisation, so the same data and seed give the same proposals.
+        n_initial: Number of experiments (told + pending) drawn from the Sobol design before the model is
+            used.
+        raw_samples: Raw samples of the acquisition optimiser's initialisation.
+        num_restarts: Restarts of the acquisition optimiser.
+        linear_constraints: Linear constraints on continuous parameters (e.g. composition fractions sum to
+            one).
+        candidates: A finite set of conditions to choose from (up to ~1e5); no pick is repeated unless
+            ``allow_repeats``.
+        measurement: A choice of how to measure, chosen by information gain per unit cost.
+        cost: Cost of an experiment; the acquisition becomes improvement per unit cost.
+        mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
+            surface).
+        allow_repeats: Allow proposing conditions already told.
+        mc_samples: Quasi-MC samples for the acquisition functions.
+
+    Example:
+        >>> planner = BoTorchPlanner([ParameterSpec("T", 300.0, 900.0)], [ObjectiveSpec("yield")], seed=1)
+        >>> (p,) = planner.ask()
+        >>> planner.tell([Observation(p.conditions, {"yield": 0.4})])
+    """
+
+    name = "botorch"
+
+    def __init__(
+        self,
+        parameters: Sequence[ParameterSpec],
+        objectives: Sequence[ObjectiveSpec],
+        constraints: Sequence[OutcomeConstraintSpec] = (),
+        *,
+        seed: int = 0,
+        n_initial: int = 5,
+        raw_samples: int = 256,
+        num_restarts: int = 8,
+        linear_constraints: Sequence[LinearConstraintSpec] = (),
+        candidates: Sequence[Mapping[str, Condition]] | None = None,
+        measurement: MeasurementSpec | None = None,
+        cost: CostSpec | None = None,
+        mode: str = "optimize",
+        allow_repeats: bool = False,
+        mc_samples: int = 128,
+    ) -> None:
+        problem = PlanningProblem(
+            parameters=tuple(parameters),
+            objectives=tuple(objectives),
+            constraints=tuple(constraints),
+            linear_constraints=tuple(linear_constraints),
+            candidates=None if candidates is None else tuple(candidates),
+            measurement=measurement,
+            cost=cost,
+        )
+        config = PlannerConfig(
+            seed=seed,
+            n_initial=n_initial,
+            raw_samples=raw_samples,
+            num_restarts=num_restarts,
+            mc_samples=mc_samples,
+            mode=mode,  # type: ignore[arg-type]
+            allow_repeats=allow_repeats,
+        )
+        self._setup(problem, config)
+
+    @classmethod
+    def from_problem(cls, problem: PlanningProblem, config: PlannerConfig | None = None) -> BoTorchPlanner:
+        """Build a planner from validated request objects."""
+        self = cls.__new__(cls)
+        self._setup(problem, config or PlannerConfig())
+        return self
+
+    def _setup(self, problem: PlanningProblem, config: PlannerConfig) -> None:
+        self.problem, self.config = problem, config
+        self.space = SearchSpace(problem.parameters, problem.linear_constraints)
+        self.design = Design(self.space, config.seed, "sobol")
+        self._observations: list[Observation] = []
+        self.model: Model | None = None
+        """The model fitted at the last ``ask`` (``None`` before the first fit); for inspection."""
+        self._candidates: Tensor | None = None
+        if problem.candidates is not None:
+            C = self.space.encode_many(problem.candidates)
+            if self.space.linear_constraints and not bool(self.space.satisfies_linear(C).all()):
+                raise SpecError("some candidates violate the linear constraints")
+            self._candidates = C
+        elif self.space.n_combinations() <= config.max_enumerate:
+            self._candidates = _enumerate(self.space)
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def observations(self) -> tuple[Observation, ...]:
+        """Everything told so far, in order."""
+        return tuple(self._observations)
+
+    def tell(self, observations: Sequence[Observation]) -> None:
+        """Add observations (successful or failed). Conditions outside the current bounds are kept and
+        used."""
+        for o in observations:
+            if not isinstance(o, Observation):
+                raise ObservationError(f"tell expects Observation objects, got {type(o).__name__}")
+            for k, v in o.outcomes.items():
+                if not isinstance(v, int | float) or not math.isfinite(v):
+                    raise ObservationError(f"outcome {k}={v!r} is not a finite number")
+        self._observations.extend(observations)
+
+    def ask(
+        self,
+        n: int = 1,
+        pending: Sequence[Mapping[str, Condition]] = (),
+        fixed: Mapping[str, Condition] | None = None,
+    ) -> list[Proposal]:
+        """Propose ``n`` experiments.
+
+        Args:
+            n: Number of proposals (a batch of ``q = n``, chosen sequentially-greedily).
+            pending: Conditions of running experiments; treated as ``X_pending`` and never proposed again.
+            fixed: Parameter values every proposal must use.
+
+        Returns:
+            ``n`` proposals, each with its strategy, acquisition value and model predictions.
+        """
+        return self.ask_request(AskRequest.of(n, pending, fixed))
+
+    # ------------------------------------------------------------------ core
+    def ask_request(self, request: AskRequest) -> list[Proposal]:
+        """`ask` with a validated `AskRequest`."""
+        with _torch_threads(self.config.num_threads):
+            return self._ask(request)
+
+    def _ask(self, request: AskRequest) -> list[Proposal]:
+        space, cfg = self.space, self.config
+        fixed = space.fixed_features(request.fixed)
+        X_pending = space.encode_many(request.pending)
+        encoded = self._encoded_observations()
+        X_told = torch.stack([x for _, x in encoded]) if encoded else torch.empty(0, space.dim, dtype=DTYPE)
+        avoid = X_pending if cfg.allow_repeats else torch.cat([X_pending, space.snap(X_told)])
+
+        k = len(self._observations) + len(request.pending)
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed + len(self._observations))
+            training = self._training(encoded)
+            n_design = request.n if training is None else min(max(cfg.n_initial - k, 0), request.n)
+            X_new, strategies = self._design(k, n_design, fixed, avoid)
+            values: list[float | None] = [None] * n_design
+            model = None
+            if training is not None:
+                feas = training.feasibility
+                feas_model = None if feas is None else fit_feasibility_model(feas.X, feas.Y)
+                model = self.model = fit_outcome_model(training.data, space.categorical_dims, feas_model)
+            if n_design < request.n:
+                assert training is not None and model is not None
+                acqf, label = self._acquisition(model, training, torch.cat([X_pending, X_new]), encoded)
+                X_bo, v_bo = self._optimize(acqf, request.n - n_design, fixed, torch.cat([avoid, X_new]))
+                X_new = torch.cat([X_new, X_bo])
+                strategies += [label if v is not None else self.design.strategy + "-fallback" for v in v_bo]
+                values += v_bo
+            proposals = self._proposals(X_new, strategies, values, model, training)
+        return proposals
+
+    def _encoded_observations(self) -> list[tuple[Observation, Tensor]]:
+        out = []
+        for o in self._observations:
+            try:
+                out.append((o, self.space.encode(o.conditions)))
+            except ObservationError:
+                continue  # e.g. a categorical choice removed from the space: kept in state, not modelled
+        return out
+
+    def _training(self, encoded: list[tuple[Observation, Tensor]]) -> _Training | None:
+        """Build per-output training data, or ``None`` while an objective has fewer than two observations."""
+        problem = self.problem
+        ok = [(o, x) for o, x in encoded if not o.failed]
+        names = list(problem.outcome_names)
+        n_failed = sum(o.failed for o, _ in encoded)
+        if n_failed and ok:
+            names.append(FEASIBILITY)
+        layout = OutcomeLayout(tuple(names))
+        data, scales = [], {}
+        feasibility = None
+        for name in layout.names:
+            if name == FEASIBILITY:
+                X = torch.stack([x for _, x in encoded])
+                Y = torch.tensor([[0.0 if o.failed else 1.0] for o, _ in encoded], dtype=DTYPE)
+                feasibility = OutcomeData(name, X, Y)
+                continue
+            rows = [(o, x) for o, x in ok if name in o.outcomes]
+            if len(rows) < 2:
+                return None
+            Y = torch.tensor([[float(o.outcomes[name])] for o, _ in rows], dtype=DTYPE)
+            yvar = [self._variance(o, name) for o, _ in rows]
+            Yvar = None if any(v is None for v in yvar) else torch.tensor([[v] for v in yvar], dtype=DTYPE)
+            data.append(OutcomeData(name, torch.stack([x for _, x in rows]), Y, Yvar))
+            scales[name] = float(Y.std()) if len(rows) > 1 and float(Y.std()) > 0 else 1.0
+        X_base = torch.stack([x for _, x in ok])
+        Y_base = torch.full((len(ok), layout.m), math.nan, dtype=DTYPE)
+        for i, (o, _) in enumerate(ok):
+            for j, name in enumerate(layout.names):
+                if name == FEASIBILITY:
+                    Y_base[i, j] = 1.0
+                elif name in o.outcomes:
+                    Y_base[i, j] = float(o.outcomes[name])
+        return _Training(layout, tuple(data), feasibility, X_base, Y_base, scales)
+
+    def _variance(self, o: Observation, name: str) -> float | None:
+        """The noise variance of outcome ``name`` in ``o``: reported, or the noise of its measurement
+        level."""
+        if o.variances and name in o.variances:
+            return float(o.variances[name])
+        m = self.problem.measurement
+        if m is not None and o.conditions.get(m.name) in m.levels:
+            return self._level_noise(name)[m.levels.index(o.conditions[m.name])]  # type: ignore[arg-type]
+        return None
+
+    def _level_noise(self, name: str) -> list[float]:
+        """Noise variance of outcome ``name`` at each measurement level: median reported, else the spec's
+        prior."""
+        m = self.problem.measurement
+        assert m is not None
+        out = []
+        for level, prior in zip(m.levels, m.noise_variances, strict=True):
+            seen = [
+                o.variances[name]
+                for o in self._observations
+                if o.variances and name in o.variances and o.conditions.get(m.name) == level
+            ]
+            out.append(float(torch.tensor(seen, dtype=DTYPE).median()) if seen else float(prior))
+        return out
+
+    # ------------------------------------------------------------------ design
+    def _design(self, k: int, n: int, fixed: dict[int, float], avoid: Tensor) -> tuple[Tensor, list[str]]:
+        """Draw ``n`` design points from index ``k`` on, skipping any that repeat ``avoid`` (``r x d``)."""
+        if n == 0:
+            return torch.empty(0, self.space.dim, dtype=DTYPE), []
+        chosen: list[Tensor] = []
+        taken = avoid
+        index = k
+        while len(chosen) < n:
+            if index - k > 64 * n + 1024:
+                raise ExhaustedError("no unused point is left in the design for this space / fixed values")
+            u = self.design.points(index, 1, fixed)[0]
+            index += 1
+            x = self._nearest_candidate(u, fixed, taken) if self._candidates is not None else u
+            if x is None:
+                raise ExhaustedError("every candidate has been told or is pending")
+            if not _is_duplicate(x, taken):
+                chosen.append(x)
+                taken = torch.cat([taken, x.unsqueeze(0)])
+        return torch.stack(chosen), [self.design.strategy] * n
+
+    def _available(self, fixed: dict[int, float], taken: Tensor) -> Tensor:
+        """Indices of candidates that match ``fixed`` and (unless repeats are allowed) are not in
+        ``taken``."""
+        assert self._candidates is not None
+        C = self._candidates
+        mask = torch.ones(C.shape[0], dtype=torch.bool)
+        for i, v in fixed.items():
+            mask &= (C[:, i] - v).abs() < 1e-9
+        if taken.shape[0] and not self.config.allow_repeats:
+            mask &= ~_matches_any(C, taken)
+        return mask.nonzero().squeeze(-1)
+
+    def _nearest_candidate(self, u: Tensor, fixed: dict[int, float], taken: Tensor) -> Tensor | None:
+        idx = self._available(fixed, taken)
+        if idx.numel() == 0:
+            return None
+        C = self._candidates[idx]  # type: ignore[index]
+        return C[(C - u).square().sum(-1).argmin()].clone()
+
+    # ------------------------------------------------------------------ acquisition
+    def _acquisition(
+        self, model: Model, training: _Training, X_pending: Tensor, encoded: list[tuple[Observation, Tensor]]
+    ) -> tuple[AcquisitionFunction, str]:
+        problem, cfg = self.problem, self.config
+        layout = training.layout
+        X_pending_arg = X_pending if X_pending.shape[0] else None
+        sampler = SobolQMCNormalSampler(torch.Size([cfg.mc_samples]), seed=cfg.seed + len(self._observations))
+        if cfg.mode == "explore":
+            weights = torch.zeros(layout.m, dtype=DTYPE)
+            for o in problem.objectives:
+                weights[layout.index(o.name)] = 1.0 / training.scales[o.name] ** 2
+            mc_points = self.design.points(1_000_000, 512)
+            acqf = qNegIntegratedPosteriorVariance(
+                model,
+                mc_points=mc_points,
+                X_pending=X_pending_arg,
+                posterior_transform=ScalarizedPosteriorTransform(weights),
+            )
+            return acqf, "qNIPV"
+        constraints = make_constraints(problem.constraints, layout, training.scales) or None
+        if len(problem.objectives) == 1:
+            acqf: AcquisitionFunction = qLogNoisyExpectedImprovement(
+                model,
+                X_baseline=training.X_baseline,
+                sampler=sampler,
+                objective=make_single_objective(problem.objectives[0], layout),
+                constraints=constraints,
+                X_pending=X_pending_arg,
+                prune_baseline=True,
+                cache_root=True,
+            )
+            label = "qLogNEI"
+        else:
+            acqf = qLogNoisyExpectedHypervolumeImprovement(
+                model,
+                ref_point=self._reference_point(training),
+                X_baseline=training.X_baseline,
+                sampler=sampler,
+                objective=make_multi_objective(problem.objectives, layout),
+                constraints=constraints,
+                X_pending=X_pending_arg,
+                prune_baseline=True,
+                cache_root=True,
+            )
+            label = "qLogNEHVI"
+        if problem.cost is not None:
+            log_cost = make_log_cost(problem.cost, self.space, encoded)
+            if log_cost is not None:
+                acqf = CostWeightedAcquisition(acqf, log_cost, problem.cost.alpha)
+                label += "/cost"
+        return acqf, label
+
+    def _reference_point(self, training: _Training) -> Tensor:
+        """Reference point in utility space from the feasible observed points (see `reference_point`)."""
+        Y = training.Y_baseline
+        ok = ~Y[:, : len(self.problem.objectives)].isnan().any(-1)
+        for c in self.problem.constraints:
+            y = Y[:, training.layout.index(c.name)]
+            ok &= (y <= c.value) if c.op == "<=" else (y >= c.value)
+        U = utilities(Y[ok], self.problem.objectives, training.layout)
+        return reference_point(self.problem.objectives, U)
+
+    # ------------------------------------------------------------------ optimisation
+    def _optimize(
+        self, acqf: AcquisitionFunction, q: int, fixed: dict[int, float], avoid: Tensor
+    ) -> tuple[Tensor, list[float | None]]:
+        """Choose ``q`` points sequentially (greedy), each conditioned on the previous as pending.
+
+        Returns:
+            A ``q x d`` tensor and the acquisition value of each point (``None`` for a design fallback used
+            when
+            the optimiser could only return repeats).
+        """
+        base_pending = acqf.X_pending
+        chosen: list[Tensor] = []
+        values: list[float | None] = []
+        taken = avoid
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizationWarning)
+            warnings.simplefilter("ignore", NumericsWarning)
+            warnings.simplefilter("ignore", BotorchWarning)
+            for _ in range(q):
+                if chosen:
+                    extra = torch.stack(chosen)
+                    acqf.set_X_pending(extra if base_pending is None else torch.cat([base_pending, extra]))
+                x, v = self._optimize_one(acqf, fixed, taken)
+                if x is None:
+                    x = self._design(10_000 + len(self._observations) + len(chosen), 1, fixed, taken)[0][0]
+                chosen.append(x)
+                values.append(v)
+                taken = torch.cat([taken, x.unsqueeze(0)])
+        acqf.set_X_pending(base_pending)
+        return torch.stack(chosen), values
+
+    def _optimize_one(
+        self, acqf: AcquisitionFunction, fixed: dict[int, float], taken: Tensor
+    ) -> tuple[Tensor | None, float | None]:
+        """Best non-repeating point for ``acqf`` as a ``d`` tensor and its value, or ``(None, None)``."""
+        space, cfg = self.space, self.config
+        if self._candidates is not None:
+            idx = self._available(fixed, taken)
+            if idx.numel() == 0:
+                raise ExhaustedError("every candidate has been told or is pending")
+            X, v = optimize_acqf_discrete(
+                acqf, q=1, choices=self._candidates[idx], max_batch_size=cfg.candidate_batch, unique=True
+            )
+            return X[0], float(v.reshape(-1)[0])
+        ineq, eq = space.botorch_linear_constraints()
+        free_discrete = {i: space.levels(i).tolist() for i in space.integer_dims if i not in fixed}
+        free_cat = {i: space.levels(i).tolist() for i in space.categorical_dims if i not in fixed}
+        if free_discrete or free_cat:
+            bounds = space.bounds.clone()
+            for i, values in {**free_discrete, **free_cat}.items():
+                bounds[0, i], bounds[1, i] = min(values), max(values)
+            X, v = optimize_acqf_mixed_alternating(
+                acqf,
+                bounds=bounds,
+                discrete_dims=free_discrete,
+                cat_dims=free_cat,
+                q=1,
+                raw_samples=cfg.raw_samples,
+                num_restarts=cfg.num_restarts,
+                fixed_features=fixed or None,
+                inequality_constraints=ineq or None,
+                equality_constraints=eq or None,
+            )
+            Xs, vs = space.snap(X.reshape(1, -1)), v.reshape(-1)
+        else:
+            X, v = optimize_acqf(
+                acqf,
+                bounds=space.bounds,
+                q=1,
+                num_restarts=cfg.num_restarts,
+                raw_samples=cfg.raw_samples,
+                fixed_features=fixed or None,
+                inequality_constraints=ineq or None,
+                equality_constraints=eq or None,
+                return_best_only=False,
+                options={"maxiter": 200},
+            )
+            Xs, vs = space.snap(X.reshape(-1, space.dim)), v.reshape(-1)
+        for j in vs.argsort(descending=True).tolist():
+            if cfg.allow_repeats or not _is_duplicate(Xs[j], taken):
+                return Xs[j].detach().clone(), float(vs[j])
+        return None, None
+
+    # ------------------------------------------------------------------ output
+    def _proposals(
+        self,
+        X: Tensor,
+        strategies: list[str],
+        values: list[float | None],
+        model: Model | None,
+        training: _Training | None,
+    ) -> list[Proposal]:
+        predicted: list[dict[str, tuple[float, float]]] = [{} for _ in range(X.shape[0])]
+        variances = None
+        if model is not None and training is not None:
+            with torch.no_grad():
+                post = model.posterior(X)
+                mean, var = post.mean, post.variance.clamp_min(0)
+            variances = var
+            for i in range(X.shape[0]):
+                predicted[i] = {
+                    name: (float(mean[i, j]), float(var[i, j].sqrt())) for j, name in enumerate(training.layout.names)
+                }
+                if FEASIBILITY in predicted[i]:  # probit: P(success) = Phi(mu / sqrt(1 + sigma^2))
+                    mu, sd = predicted[i][FEASIBILITY]
+                    p = 0.5 * math.erfc(-mu / math.sqrt(2 * (1 + sd**2)))
+                    predicted[i][FEASIBILITY] = (p, sd)
+        out = []
+        for i in range(X.shape[0]):
+            conditions = self.space.decode(X[i])
+            if self.problem.measurement is not None:
+                var_i = None if variances is None or training is None else variances[i]
+                conditions[self.problem.measurement.name] = self._measurement_level(var_i, training)
+            out.append(Proposal(conditions, strategies[i], values[i], predicted[i]))
+        return out
+
+    def _measurement_level(self, var: Tensor | None, training: _Training | None) -> str:
+        """The level with the largest information gain per cost, ``sum_j 0.5 log(1 + s_j^2 / noise_j) /
+        cost``.
+
+        Before a model exists the cheapest level is chosen.
+        """
+        m = self.problem.measurement
+        assert m is not None
+        if var is None or training is None:
+            return m.levels[min(range(len(m.levels)), key=lambda i: m.costs[i])]
+        gain = [0.0] * len(m.levels)
+        for o in self.problem.objectives:
+            s2 = float(var[training.layout.index(o.name)])
+            for i, noise in enumerate(self._level_noise(o.name)):
+                gain[i] += 0.5 * math.log1p(s2 / noise)
+        return m.levels[max(range(len(m.levels)), key=lambda i: gain[i] / m.costs[i])]
+
+    # ------------------------------------------------------------------ persistence, space changes
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable state: problem, config and observations. The model is refitted from it."""
+        return persistence.dump_state("botorch", self.problem, self.config, self._observations)
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> BoTorchPlanner:
+        """Rebuild a planner from `state_dict`; its next ``ask`` equals the original's."""
+        kind, problem, config, observations = persistence.load_state(state)
+        if kind != "botorch":
+            raise SpecError(f"state is for a {kind!r} planner, not 'botorch'")
+        planner = cls.from_problem(problem, config)
+        planner.tell(observations)
+        return planner
+
+    def with_space(
+        self,
+        parameters: Sequence[ParameterSpec],
+        linear_constraints: Sequence[LinearConstraintSpec] | None = None,
+    ) -> BoTorchPlanner:
+        """A planner over widened or narrowed bounds that keeps every observation (all are still modelled).
+
+        Observations that no longer encode (a removed categorical choice or parameter) are kept in the state
+        but left out of the model.
+        """
+        problem = replace(
+            self.problem,
+            parameters=tuple(parameters),
+            linear_constraints=self.problem.linear_constraints
+            if linear_constraints is None
+            else tuple(linear_constraints),
+        )
+        planner = type(self).from_problem(problem, self.config)
+        planner.tell(self._observations)
+        return planner
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block and restore it afterwards."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _matches_any(X: Tensor, Y: Tensor) -> Tensor:
+    """For ``X`` (``n x d``) and ``Y`` (``r x d``): an ``n``-dim bool, row of ``X`` equals some row of ``Y``.
+
+    Rows are compared on a ``1e-7`` grid through a 62-bit hash, so ``n`` may be large (1e5 candidates).
+    """
+    if Y.shape[0] == 0:
+        return torch.zeros(X.shape[0], dtype=torch.bool)
+    return torch.isin(_row_hash(X), _row_hash(Y))
+
+
+def _row_hash(X: Tensor) -> Tensor:
+    keys = (X * 1e7).round().long()
+    mult = torch.tensor(
+        [(0x9E3779B97F4A7C15 >> (3 * i)) % (2**61 - 1) | 1 for i in range(X.shape[-1])], dtype=torch.long
+    )
+    return (keys * mult).sum(-1)
+
+
+def _is_duplicate(x: Tensor, taken: Tensor) -> bool:
+    return bool(taken.shape[0]) and bool(_matches_any(x.unsqueeze(0), taken)[0])
+
+
+def _enumerate(space: SearchSpace) -> Tensor:
+    """All points of a fully discrete space, an ``N x d`` tensor."""
+    grids = [space.levels(i) for i in range(space.dim)]
+    return torch.cartesian_prod(*grids).reshape(-1, space.dim)

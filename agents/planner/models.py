@@ -1,0 +1,127 @@
+"""Surrogate models: Gaussian processes fitted to told outcomes in the encoded input space."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from botorch.exceptions.warnings import InputDataWarning, OptimizationWarning
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import ModelListGP, SingleTaskGP, SingleTaskVariationalGP
+from botorch.models.gp_regression_mixed import MixedSingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms.outcome import Standardize
+from gpytorch.likelihoods import BernoulliLikelihood
+from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood, VariationalELBO
+from torch import Tensor
+
+from agents.planner.errors import SpecError
+
+__all__ = ["OutcomeData", "fit_feasibility_model", "fit_outcome_model"]
+
+_MIN_YVAR = 1e-10
+
+
+@dataclass(frozen=True)
+class OutcomeData:
+    """Training data of one modelled outcome.
+
+    Args:
+        name: Outcome name (model output order follows the list passed to `fit_outcome_model`).
+        X: An ``n x d`` tensor of encoded inputs.
+        Y: An ``n x 1`` tensor of observed values, original units.
+        Yvar: An ``n x 1`` tensor of observation noise variances (squared original units), or ``None`` to
+            infer
+            a homoscedastic noise level.
+    """
+
+    name: str
+    X: Tensor
+    Y: Tensor
+    Yvar: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        n = self.X.shape[0]
+        if self.X.ndim != 2 or self.Y.shape != (n, 1):
+            raise SpecError(f"outcome {self.name!r}: need X `n x d` and Y `n x 1`, got {self.X.shape}, {self.Y.shape}")
+        if self.Yvar is not None and self.Yvar.shape != (n, 1):
+            raise SpecError(f"outcome {self.name!r}: Yvar must be `n x 1`, got {tuple(self.Yvar.shape)}")
+        if n == 0:
+            raise SpecError(f"outcome {self.name!r} has no observations to learn from")
+
+
+def fit_outcome_model(
+    data: Sequence[OutcomeData], cat_dims: Sequence[int] = (), feasibility: Model | None = None
+) -> Model:
+    """Fit one GP per outcome and return them as a single ``m``-output model.
+
+    Outcomes are standardised (``Standardize``, which also rescales ``Yvar``), so posteriors come back in
+    original units. When every outcome is observed at the same inputs and all or none carry variances, a
+    single
+    batched multi-output GP is fitted (cheaper posteriors); otherwise a ``ModelListGP``. Categorical columns
+    use
+    ``MixedSingleTaskGP``'s categorical kernel.
+
+    Args:
+        data: ``m`` outcome data sets, in output order.
+        cat_dims: Encoded columns that are categorical.
+        feasibility: A fitted single-output model appended as the last output (see `fit_feasibility_model`).
+
+    Returns:
+        A fitted model whose ``posterior(X)`` for ``X`` of shape ``b x q x d`` has ``m`` (``+ 1``) outputs.
+    """
+    if not data:
+        raise SpecError("nothing to model")
+    cat_dims = list(cat_dims)
+    aligned = (
+        all(od.X.shape == data[0].X.shape and torch.equal(od.X, data[0].X) for od in data)
+        and len({od.Yvar is None for od in data}) == 1
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputDataWarning)
+        warnings.simplefilter("ignore", OptimizationWarning)
+        if aligned:
+            Y = torch.cat([od.Y for od in data], dim=-1)
+            Yvar = None
+            if data[0].Yvar is not None:
+                Yvar = torch.cat([od.Yvar for od in data], -1)  # type: ignore[misc]
+            model = _single(data[0].X, Y, Yvar, cat_dims)
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+            return model if feasibility is None else ModelListGP(model, feasibility)
+        models = [_single(od.X, od.Y, od.Yvar, cat_dims) for od in data]
+        model_list = ModelListGP(*models)
+        fit_gpytorch_mll(SumMarginalLogLikelihood(model_list.likelihood, model_list))
+        return model_list if feasibility is None else ModelListGP(*models, feasibility)
+
+
+def fit_feasibility_model(X: Tensor, success: Tensor, max_inducing: int = 128) -> Model:
+    """A GP classifier of experiment success: a variational GP with a Bernoulli (probit) likelihood.
+
+    Its output is the latent ``f(x)``; ``P(success | x) = Phi(f(x))``, so ``f > 0`` marks the region expected to
+    work. Inducing points are the training inputs (up to ``max_inducing``, chosen greedily by variance reduction).
+
+    Args:
+        X: An ``n x d`` tensor of encoded inputs of every told experiment.
+        success: An ``n x 1`` tensor, 1.0 where the experiment worked and 0.0 where it failed.
+    """
+    n = X.shape[0]
+    inducing: Tensor | int = X.clone() if n <= max_inducing else max_inducing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputDataWarning)
+        warnings.simplefilter("ignore", OptimizationWarning)
+        model = SingleTaskVariationalGP(
+            X, success, likelihood=BernoulliLikelihood(), inducing_points=inducing, learn_inducing_points=False
+        )
+        fit_gpytorch_mll(VariationalELBO(model.likelihood, model.model, num_data=n))
+    return model
+
+
+def _single(X: Tensor, Y: Tensor, Yvar: Tensor | None, cat_dims: list[int]) -> SingleTaskGP:
+    if Yvar is not None:
+        Yvar = Yvar.clamp_min(_MIN_YVAR)
+    transform = Standardize(m=Y.shape[-1])
+    if cat_dims:
+        return MixedSingleTaskGP(X, Y, cat_dims=cat_dims, train_Yvar=Yvar, outcome_transform=transform)
+    return SingleTaskGP(X, Y, train_Yvar=Yvar, outcome_transform=transform)

@@ -1,0 +1,176 @@
+"""Validated, frozen request objects: the planning problem, the optimiser settings and one ``ask``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agents.planner.errors import SpecError
+from agents.planner.types import (
+    Condition,
+    LinearConstraintSpec,
+    MeasurementSpec,
+    ObjectiveSpec,
+    OutcomeConstraintSpec,
+    ParameterSpec,
+)
+
+__all__ = ["AskRequest", "CostSpec", "PlannerConfig", "PlanningProblem"]
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """How the cost of an experiment depends on its conditions.
+
+    ``cost(x) = fixed + sum_p per_unit[p] * x[p] + sum_p per_choice[p][x[p]]`` (known in advance, e.g. anneal
+    hours), or learned from a measured outcome ``outcome`` (e.g. ``"duration_h"``) by a GP on its logarithm.
+
+    Args:
+        fixed: Cost every experiment has (> 0 unless ``outcome`` or terms make every cost positive).
+        per_unit: ``(parameter, cost per unit of it)`` pairs, continuous or integer parameters.
+        per_choice: ``(parameter, ((choice, cost), ...))`` pairs for categorical parameters.
+        outcome: Name of an observed positive outcome that records each experiment's cost.
+        alpha: Exponent of the cost in the acquisition (``a(x) / cost(x)^alpha``).
+    """
+
+    fixed: float = 0.0
+    per_unit: tuple[tuple[str, float], ...] = ()
+    per_choice: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    outcome: str | None = None
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_unit", tuple((str(n), float(c)) for n, c in self.per_unit))
+        object.__setattr__(
+            self,
+            "per_choice",
+            tuple((str(n), tuple((str(k), float(c)) for k, c in cs)) for n, cs in self.per_choice),
+        )
+        if self.outcome is None and self.fixed <= 0 and not self.per_unit and not self.per_choice:
+            raise SpecError("cost: give a positive fixed cost, per-unit / per-choice terms, or an outcome")
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise SpecError(f"cost: alpha must be > 0, got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class PlanningProblem:
+    """Everything a planner needs to know about the campaign's question, validated once.
+
+    Args:
+        parameters: What may vary.
+        objectives: What is wanted (one, or several for a Pareto front).
+        constraints: Bounds on measured outcomes.
+        linear_constraints: Linear constraints on continuous parameters (e.g. fractions summing to one).
+        candidates: A finite set of allowed conditions; proposals are picked from it.
+        measurement: A choice of how to measure, traded against its cost.
+        cost: How the cost of an experiment depends on its conditions.
+    """
+
+    parameters: tuple[ParameterSpec, ...]
+    objectives: tuple[ObjectiveSpec, ...]
+    constraints: tuple[OutcomeConstraintSpec, ...] = ()
+    linear_constraints: tuple[LinearConstraintSpec, ...] = ()
+    candidates: tuple[Mapping[str, Condition], ...] | None = None
+    measurement: MeasurementSpec | None = None
+    cost: CostSpec | None = None
+
+    def __post_init__(self) -> None:
+        for attr in ("parameters", "objectives", "constraints", "linear_constraints"):
+            object.__setattr__(self, attr, tuple(getattr(self, attr)))
+        if self.candidates is not None:
+            object.__setattr__(self, "candidates", tuple(self.candidates))
+            if not self.candidates:
+                raise SpecError("candidates: the finite candidate set is empty")
+        if not self.objectives:
+            raise SpecError("at least one objective is needed")
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise SpecError(f"objective names must be unique, got {names}")
+        pnames = {p.name for p in self.parameters}
+        if self.measurement is not None and self.measurement.name in pnames:
+            raise SpecError(f"measurement name {self.measurement.name!r} collides with a parameter")
+        if self.cost is not None:
+            kinds = {p.name: p.kind for p in self.parameters}
+            for n, _ in self.cost.per_unit:
+                if kinds.get(n) not in ("continuous", "integer"):
+                    raise SpecError(f"cost.per_unit names {n!r}, not a continuous or integer parameter")
+            for n, _ in self.cost.per_choice:
+                if kinds.get(n) != "categorical":
+                    raise SpecError(f"cost.per_choice names {n!r}, not a categorical parameter")
+
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """Modelled outcomes: objectives first, then constrained outcomes not already listed."""
+        out = [o.name for o in self.objectives]
+        out += [c.name for c in self.constraints if c.name not in out]
+        return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Settings of the BoTorch optimiser.
+
+    Args:
+        seed: Seeds the initial design and every model fit / acquisition optimisation (with the data count).
+        n_initial: Number of space-filling proposals before the model takes over.
+        raw_samples: Raw samples for the acquisition optimiser's initialisation heuristic.
+        num_restarts: Restarts of the gradient-based acquisition optimiser.
+        mc_samples: Quasi-MC samples of the acquisition function.
+        mode: ``"optimize"`` (improve the objectives) or ``"explore"`` (reduce integrated posterior variance).
+        allow_repeats: Allow proposing conditions that were already told (replicates).
+        max_enumerate: Fully discrete spaces up to this many points are enumerated as a finite candidate set.
+        candidate_batch: Candidates evaluated per batch when choosing from a finite set.
+        num_threads: torch intra-op threads while asking (restored afterwards); ``1`` is fastest for the small
+            GPs of a lab campaign and avoids spin-waiting on a shared machine; ``None`` keeps torch's setting.
+    """
+
+    seed: int = 0
+    n_initial: int = 5
+    raw_samples: int = 256
+    num_restarts: int = 8
+    mc_samples: int = 128
+    mode: Literal["optimize", "explore"] = "optimize"
+    allow_repeats: bool = False
+    max_enumerate: int = 20_000
+    candidate_batch: int = 2048
+    num_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        if self.n_initial < 0:
+            raise SpecError(f"n_initial must be >= 0, got {self.n_initial}")
+        for attr in ("raw_samples", "num_restarts", "mc_samples", "max_enumerate", "candidate_batch"):
+            if getattr(self, attr) < 1:
+                raise SpecError(f"{attr} must be >= 1, got {getattr(self, attr)}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise SpecError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if self.mode not in ("optimize", "explore"):
+            raise SpecError(f"mode must be 'optimize' or 'explore', got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    """One ``ask``: how many proposals, what is still running, what is fixed today.
+
+    Args:
+        n: Number of proposals (``q``), at least 1.
+        pending: Conditions of experiments proposed but not yet told; never proposed again.
+        fixed: Parameter name -> value every proposal must use (e.g. today's precursor batch).
+    """
+
+    n: int = 1
+    pending: tuple[Mapping[str, Condition], ...] = ()
+    fixed: Mapping[str, Condition] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n, int) or self.n < 1:
+            raise SpecError(f"ask: n must be a positive int, got {self.n!r}")
+        object.__setattr__(self, "pending", tuple(dict(p) for p in self.pending))
+        object.__setattr__(self, "fixed", dict(self.fixed or {}))
+
+    @classmethod
+    def of(
+        cls, n: int, pending: Sequence[Mapping[str, Condition]], fixed: Mapping[str, Condition] | None
+    ) -> AskRequest:
+        return cls(n=n, pending=tuple(pending), fixed=dict(fixed or {}))
