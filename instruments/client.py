@@ -132,7 +132,7 @@ class InstrumentClient:
         try:
             return self._call("ping", {}, retries=0, timeout_s=timeout)
         except InstrumentTimeout as exc:
-            message = f"no instrument answers at {self.address} within {timeout:g} s"
+            message = f"no instrument answers at {self.address} within {timeout} s"
             raise InstrumentUnreachable(message) from exc
 
     # -- reading ----------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ as the source of truth.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import zmq
@@ -78,10 +79,8 @@ class EventSubscriber:
             raise ProtocolError("event body must be a JSON object")
         return event
 
-    def wait_for(self, predicate: Any, timeout_s: float) -> dict[str, Any] | None:
+    def wait_for(self, predicate: Callable[[dict[str, Any]], Any], timeout_s: float) -> dict[str, Any] | None:
         """The first event for which ``predicate(event)`` is true within ``timeout_s`` seconds, else None."""
-        import time
-
         deadline = time.monotonic() + timeout_s
         while (remaining := deadline - time.monotonic()) > 0:
             event = self.next(remaining)

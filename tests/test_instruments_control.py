@@ -88,8 +88,8 @@ def test_required_lease_and_expiry(driver: LoopbackDiffractometer) -> None:
 
 def test_heartbeat_keeps_a_lease_alive(server: InstrumentServer) -> None:
     with _client(server.address, "alice", heartbeat_s=0.03) as alice, _client(server.address, "bob") as bob:
-        alice.acquire_lease(0.2)
-        deadline = time.monotonic() + 0.6
+        alice.acquire_lease(0.4)  # renewed every 0.2 s by the heartbeat
+        deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             with pytest.raises(LeaseError):
                 bob.acquire_lease(1.0)
