@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -62,6 +63,8 @@ def _database_url(database: str | None, runs_dir: Path) -> str:
 def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:
+        # gpytorch rounds fixed noise below 1e-6 up to 1e-6 and warns each time; precise fits do that routinely.
+        warnings.filterwarnings("ignore", message="Very small noise values detected")
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
 

@@ -7,6 +7,7 @@ only place outside tests that knows the simulated lab exists.
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 import time
@@ -56,11 +57,15 @@ class SimulatedLab:
             )
         deadline = time.monotonic() + self.startup_timeout_s
         for name, process in self.processes.items():
-            line = process.stdout.readline() if process.stdout else ""  # blocks until "serving ..." or exit
-            if not line.startswith("serving") or time.monotonic() > deadline:
+            assert process.stdout is not None and process.stderr is not None
+            ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0.0))
+            line = process.stdout.readline() if ready else ""  # "serving <kind> at <address>" once bound
+            if not line.startswith("serving"):
+                if process.poll() is None:
+                    process.kill()
+                error = process.stderr.read().strip().splitlines()
                 self.stop()
-                error = process.stderr.read().strip().splitlines() if process.stderr else []
-                reason = error[-1] if error else line.strip() or "no output"
+                reason = error[-1] if error else f"no answer within {self.startup_timeout_s:g} s"
                 raise SimulatedLabError(f"simulated instrument {name!r} did not start: {reason}")
         return self
 
