@@ -1,8 +1,8 @@
 """Quantitative phase analysis of a powder pattern by least-squares fitting of reference phases.
 
-A Rietveld-like whole-pattern fit (scipy ``least_squares``): per phase a scale factor, the free lattice parameters,
-the crystallite size and the microstrain; globally a zero shift and a Chebyshev background. Weight fractions follow from the scale
-factors by the Hill-Howard relation w_p = S_p (m V)_p / Σ_i S_i (m V)_i, with m the unit-cell mass and V its volume.
+A Rietveld-like whole-pattern fit (scipy ``least_squares``): per phase a scale factor, the free lattice
+parameters, the crystallite size and the microstrain; globally a zero shift and a Chebyshev background. Weight
+fractions follow from the scale factors by the Hill-Howard relation w_p = S_p (m V)_p / Σ_i S_i (m V)_i, with m the unit-cell mass and V its volume.
 Uncertainties come from the fit's covariance, (JᵀJ)⁻¹ scaled by the reduced χ², propagated to every quantity.
 """
 
@@ -145,8 +145,18 @@ def quantify_phases(
         out = []
         for p, phase in enumerate(references):
             lattice = dict(zip(layout.lattice_names[p], params[lat_s[p]], strict=True))
-            out.append(phase_pattern(phase, x, radiation, lattice, 1.0 / params[size_i[p]], params[strain_i[p]],
-                                     params[zero_i], caglioti_uvw_deg2))
+            out.append(
+                phase_pattern(
+                    phase,
+                    x,
+                    radiation,
+                    lattice,
+                    1.0 / params[size_i[p]],
+                    params[strain_i[p]],
+                    params[zero_i],
+                    caglioti_uvw_deg2,
+                )
+            )
         return out
 
     def model(params: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -161,8 +171,10 @@ def quantify_phases(
     for p in range(len(references)):
         start[lat_s[p]] = list(lattice_start[p].values())
     grid_patterns = [
-        [phase_pattern(phase, x, radiation, lattice_start[p], size, 0.0, 0.0, caglioti_uvw_deg2)
-         for size in _SIZE_GRID_NM]
+        [
+            phase_pattern(phase, x, radiation, lattice_start[p], size, 0.0, 0.0, caglioti_uvw_deg2)
+            for size in _SIZE_GRID_NM
+        ]
         for p, phase in enumerate(references)
     ]
     best_chi2, best_sizes, coefficients = np.inf, [_SIZE_GRID_NM[0]] * len(references), np.zeros(0)
@@ -191,8 +203,9 @@ def quantify_phases(
 
     # A phase the starting scales call (nearly) absent keeps its reference lattice, size and strain: the data
     # cannot determine them, and letting them wander only slows the fit.
-    start_weight = np.array([start[scale_i[p]] * phase.cell_mass_amu * phase.structure.volume
-                             for p, phase in enumerate(references)])
+    start_weight = np.array(
+        [start[scale_i[p]] * phase.cell_mass_amu * phase.structure.volume for p, phase in enumerate(references)]
+    )
     start_fraction = start_weight / start_weight.sum() if start_weight.sum() > 0 else np.ones_like(start_weight)
     free = np.ones(n_params, dtype=bool)
     for p in range(len(references)):
@@ -212,8 +225,9 @@ def quantify_phases(
     x_scale[zero_i] = 0.01
     for p in range(len(references)):
         x_scale[strain_i[p]] = 1e-3
-    fit = least_squares(residuals, start[free], bounds=(lower[free], upper[free]), x_scale=x_scale[free],
-                        method="trf", max_nfev=200)
+    fit = least_squares(
+        residuals, start[free], bounds=(lower[free], upper[free]), x_scale=x_scale[free], method="trf", max_nfev=200
+    )
     params = full(fit.x)
     dof = max(x.size - int(free.sum()), 1)
     chi2 = float(np.sum(fit.fun**2))
@@ -228,10 +242,13 @@ def quantify_phases(
     rwp = float(np.sqrt(np.sum(weights * (y - calculated) ** 2) / np.sum(weights * y**2)))
 
     # Hill-Howard weight fractions and their propagated uncertainty.
-    mass_volume = np.array([
-        phase.cell_mass_amu * phase.cell_volume_angstrom3(dict(zip(layout.lattice_names[p], params[lat_s[p]], strict=True)))
-        for p, phase in enumerate(references)
-    ])
+    mass_volume = np.array(
+        [
+            phase.cell_mass_amu
+            * phase.cell_volume_angstrom3(dict(zip(layout.lattice_names[p], params[lat_s[p]], strict=True)))
+            for p, phase in enumerate(references)
+        ]
+    )
     scales = params[scale_i]
     weighted = scales * mass_volume
     total = weighted.sum()
@@ -256,14 +273,16 @@ def quantify_phases(
             axis: Measurement(float(value), float(err) if determined else math.nan)
             for axis, value, err in zip(layout.lattice_names[p], params[lat_s[p]], errors[lat_s[p]], strict=True)
         }
-        phases.append(PhaseResult(
-            name=phase.name,
-            weight_fraction=Measurement(float(fractions[p]), float(fraction_std[p])),
-            crystallite_size_nm=Measurement(float(size_nm), float(size_std)),
-            microstrain=Measurement(float(params[strain_i[p]]), float(errors[strain_i[p]])),
-            lattice_angstrom=lattice,
-            scale=Measurement(float(scales[p]), float(errors[scale_i[p]])),
-        ))
+        phases.append(
+            PhaseResult(
+                name=phase.name,
+                weight_fraction=Measurement(float(fractions[p]), float(fraction_std[p])),
+                crystallite_size_nm=Measurement(float(size_nm), float(size_std)),
+                microstrain=Measurement(float(params[strain_i[p]]), float(errors[strain_i[p]])),
+                lattice_angstrom=lattice,
+                scale=Measurement(float(scales[p]), float(errors[scale_i[p]])),
+            )
+        )
     return PhaseQuantification(
         phases=phases,
         zero_shift_deg=Measurement(float(params[zero_i]), float(errors[zero_i])),
@@ -281,8 +300,9 @@ def _nonnegative_fit(
     n_background = basis.shape[1]
     design = np.column_stack([basis, -basis, *units]) / sigma[:, None]
     solution, residual_norm = nnls(design, y / sigma, maxiter=2000)
-    coefficients = np.concatenate([solution[:n_background] - solution[n_background : 2 * n_background],
-                                   solution[2 * n_background :]])
+    coefficients = np.concatenate(
+        [solution[:n_background] - solution[n_background : 2 * n_background], solution[2 * n_background :]]
+    )
     return coefficients, float(residual_norm**2)
 
 

@@ -103,14 +103,19 @@ def _reflections(structure_json: str, wavelength_angstrom: float, two_theta_max_
     pattern = XRDCalculator(wavelength=wavelength_angstrom).get_pattern(
         structure, scaled=False, two_theta_range=(0.0, min(two_theta_max_deg, 179.0))
     )
-    hkl = np.array([family[0]["hkl"][-3:] if len(family[0]["hkl"]) == 3 else _hexagonal_to_hkl(family[0]["hkl"])
-                    for family in pattern.hkls], dtype=float)
+    hkl = np.array(
+        [
+            family[0]["hkl"][-3:] if len(family[0]["hkl"]) == 3 else _hexagonal_to_hkl(family[0]["hkl"])
+            for family in pattern.hkls
+        ],
+        dtype=float,
+    )
     return hkl, np.asarray(pattern.y, dtype=float)
 
 
 def _hexagonal_to_hkl(hkil: tuple[int, ...]) -> tuple[int, int, int]:
-    h, k, _i, l = hkil
-    return (h, k, l)
+    h, k, _i, ell = hkil
+    return (h, k, ell)
 
 
 def load_reference_phase(
@@ -165,8 +170,9 @@ def pseudo_voigt_tch(
         `k x n` profile values in 1/degree.
     """
     g, lo = gaussian_fwhm_deg, lorentzian_fwhm_deg
-    fwhm = (g**5 + 2.69269 * g**4 * lo + 2.42843 * g**3 * lo**2 + 4.47163 * g**2 * lo**3
-            + 0.07842 * g * lo**4 + lo**5) ** 0.2
+    fwhm = (
+        g**5 + 2.69269 * g**4 * lo + 2.42843 * g**3 * lo**2 + 4.47163 * g**2 * lo**3 + 0.07842 * g * lo**4 + lo**5
+    ) ** 0.2
     q = lo / fwhm
     eta = 1.36603 * q - 0.47719 * q**2 + 0.11116 * q**3
     x2 = (offset_deg / fwhm) ** 2
@@ -203,9 +209,9 @@ def phase_pattern(
         tan_theta = np.tan(theta)
         gaussian = np.sqrt(np.maximum(u * tan_theta**2 + v * tan_theta + w, 1e-8))
         size_angstrom = 10.0 * crystallite_size_nm
-        lorentzian = np.degrees(SCHERRER_K * wavelength / (size_angstrom * np.cos(theta)) + 4.0 * microstrain * tan_theta)
-        profiles = pseudo_voigt_tch(
-            two_theta_deg[None, :] - centre[:, None], gaussian[:, None], lorentzian[:, None]
+        lorentzian = np.degrees(
+            SCHERRER_K * wavelength / (size_angstrom * np.cos(theta)) + 4.0 * microstrain * tan_theta
         )
+        profiles = pseudo_voigt_tch(two_theta_deg[None, :] - centre[:, None], gaussian[:, None], lorentzian[:, None])
         total += intensity @ profiles
     return total

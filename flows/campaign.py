@@ -21,10 +21,13 @@ from typing import Any  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.futures import PrefectFuture, as_completed  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
 
-from instruments.errors import InstrumentError  # noqa: E402
-from orchestrator.campaign import Campaign, CampaignError, CampaignEvent, best_so_far  # noqa: E402
+from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
+from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
 from orchestrator.store import ExperimentStatus, Store  # noqa: E402
 
@@ -45,39 +48,80 @@ def observing(*observers: Callable[[CampaignEvent], None]) -> Iterator[None]:
         _observers.reset(token)
 
 
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a step only for instrument errors worth retrying (timeouts, unreachable or busy instruments)."""
+    try:
+        state.result()
+    except TRANSIENT_ERRORS:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure is final
+        return False
+    return False
+
+
+_STEP_OPTIONS: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_condition_fn": _transient,
+}
+
+
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(campaign: Campaign, n: int) -> list[str]:
     return campaign.plan(n)
 
 
-@task(name="synthesise", cache_policy=NO_CACHE)
-def synthesise_task(campaign: Campaign, experiment_id: str) -> None:
-    campaign.synthesise(experiment_id)
+@task(name="synthesise", **_STEP_OPTIONS)
+def synthesise_task(campaign: Campaign, experiment_id: str, instrument: str | None = None) -> None:
+    campaign.synthesise(experiment_id, instrument)
 
 
-@task(name="characterise", cache_policy=NO_CACHE)
-def characterise_task(campaign: Campaign, experiment_id: str) -> None:
-    campaign.characterise(experiment_id)
+@task(name="characterise", **_STEP_OPTIONS)
+def characterise_task(campaign: Campaign, experiment_id: str, instrument: str | None = None) -> None:
+    campaign.characterise(experiment_id, instrument)
 
 
 @task(name="analyse", cache_policy=NO_CACHE)
-def analyse_task(campaign: Campaign, experiment_id: str) -> dict[str, dict[str, float]]:
+def analyse_task(campaign: Campaign, experiment_id: str, instrument: str | None = None) -> dict[str, dict[str, float]]:
     return campaign.analyse(experiment_id)
 
 
-def run_experiment(campaign: Campaign, experiment_id: str) -> None:
-    """Carry one experiment from wherever it stands to its record; a failure is recorded, not raised."""
-    experiment = campaign.store.experiment(experiment_id)
-    label = f"{campaign.spec.name}-{experiment.index:03d}"
-    steps = (("synthesise", synthesise_task), ("characterise", characterise_task), ("analyse", analyse_task))
-    try:
-        for step, step_task in steps:
-            step_task.with_options(task_run_name=f"{step}-{label}")(campaign, experiment_id)
-    except (InstrumentError, CampaignError) as error:
-        get_run_logger().warning("experiment %s failed: %s", label, error)
+_STEP_TASKS = {SYNTHESISE: synthesise_task, CHARACTERISE: characterise_task, ANALYSE: analyse_task}
 
 
-@flow(name="crucible-campaign", flow_run_name="{campaign_name}", validate_parameters=False)
+class PrefectExecutor:
+    """Runs the scheduler's steps as Prefect task runs named after campaign, step and experiment."""
+
+    def plan(self, campaign: Campaign) -> list[str]:
+        label = f"{campaign.spec.name}-{len(campaign.experiments()):03d}"
+        return plan_task.with_options(task_run_name=f"plan-{label}")(campaign, 1)
+
+    def submit(self, campaign: Campaign, step: str, experiment_id: str, instrument: str | None) -> PrefectFuture:
+        index = campaign.store.experiment(experiment_id).index
+        name = f"{step}-{campaign.spec.name}-{index:03d}"
+        tags = [f"instrument:{instrument}"] if instrument else []
+        step_task = _STEP_TASKS[step].with_options(task_run_name=name, tags=tags)
+        return step_task.submit(campaign, experiment_id, instrument)
+
+    def first_done(self, handles: list[Any]) -> Any:
+        return next(as_completed(handles))
+
+    def error(self, handle: Any) -> BaseException | None:
+        try:
+            handle.result()
+        except BaseException as error:  # noqa: BLE001 - reported to the scheduler, which records the failure
+            get_run_logger().warning("%s failed: %s", handle.task_run_id, error)
+            return error
+        return None
+
+
+@flow(
+    name="crucible-campaign",
+    flow_run_name="{campaign_name}",
+    validate_parameters=False,
+    task_runner=ThreadPoolTaskRunner(max_workers=32),
+)
 def campaign_flow(
     campaign_name: str, spec: dict[str, Any], database_url: str, fresh: bool = False, resume: bool = False
 ) -> dict[str, Any]:
@@ -87,13 +131,7 @@ def campaign_flow(
     with Lab.from_spec(campaign_spec) as lab:
         campaign = Campaign.open(campaign_spec, store, lab, fresh=fresh, resume=resume)
         campaign.observers.extend(_observers.get())
-        for experiment in campaign.unfinished():
-            run_experiment(campaign, experiment.id)
-        while campaign.remaining_budget() > 0:
-            label = f"{campaign_spec.name}-{len(campaign.experiments()):03d}"
-            plan = plan_task.with_options(task_run_name=f"plan-{label}")
-            for experiment_id in plan(campaign, campaign_spec.budget.batch_size):
-                run_experiment(campaign, experiment_id)
+        Scheduler(campaign, PrefectExecutor()).run()
         campaign.finish()
         _publish_artifacts(campaign)
         best = campaign.best()
@@ -120,14 +158,16 @@ def _publish_artifacts(campaign: Campaign) -> None:
     rows = []
     for experiment in campaign.experiments():
         outcome = experiment.outcomes.get(objective, {})
-        rows.append({
-            "index": experiment.index,
-            "status": experiment.status,
-            **{k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()},
-            objective: round(outcome.get("value", float("nan")), 4),
-            f"{objective}_std": round(outcome.get("std", float("nan")), 4),
-            "failure": experiment.failure_reason or "",
-        })
+        rows.append(
+            {
+                "index": experiment.index,
+                "status": experiment.status,
+                **{k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()},
+                objective: round(outcome.get("value", float("nan")), 4),
+                f"{objective}_std": round(outcome.get("std", float("nan")), 4),
+                "failure": experiment.failure_reason or "",
+            }
+        )
     key = _artifact_key(spec.name)
     create_table_artifact(rows, key=f"{key}-experiments", description=f"Experiments of campaign {spec.name}")
     best = campaign.best()

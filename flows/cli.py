@@ -65,12 +65,16 @@ def _quiet_prefect(verbose: bool) -> None:
     if not verbose:
         # gpytorch rounds fixed noise below 1e-6 up to 1e-6 and warns each time; precise fits do that routinely.
         warnings.filterwarnings("ignore", message="Very small noise values detected")
+        # While every experiment violates a constraint, BoTorch suggests another acquisition function; the
+        # planner already switches by itself, and the advice is noise to a scientist watching the campaign.
+        warnings.filterwarnings("ignore", message="When all training points are infeasible")
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
 
 
 DatabaseOption = Annotated[
-    str | None, typer.Option("--db", help="Database URL (default: sqlite:///RUNS_DIR/crucible.db or $CRUCIBLE_DATABASE_URL).")
+    str | None,
+    typer.Option("--db", help="Database URL (default: sqlite:///RUNS_DIR/crucible.db or $CRUCIBLE_DATABASE_URL)."),
 ]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where the database, sample tray and plots go.")]
 
@@ -79,8 +83,10 @@ RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where the datab
 def _lab_for(spec: CampaignSpec, sim: bool, runs_dir: Path) -> Iterator[None]:
     if sim:
         with SimulatedLab(spec, runs_dir / "tray" / spec.name):
-            console.print(f"simulated lab up: scenario [bold]{spec.simulation.scenario}[/], "  # type: ignore[union-attr]
-                          f"{len(spec.instruments)} instrument servers")
+            console.print(
+                f"simulated lab up: scenario [bold]{spec.simulation.scenario}[/], "  # type: ignore[union-attr]
+                f"{len(spec.instruments)} instrument servers"
+            )
             yield
     else:
         yield
@@ -97,24 +103,31 @@ def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, r
         from flows.campaign import campaign_flow, observing
 
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
         ) as progress:
             bar = progress.add_task(spec.name, total=spec.budget.experiments)
 
             def show(event: CampaignEvent) -> None:
                 tag = {"planned": "cyan", "made": "blue", "measured": "magenta", "analysed": "green", "failed": "red"}
-                progress.console.print(
-                    f"  [{tag.get(event.kind, 'white')}]{event.kind:>9}[/] #{event.experiment_index:03d} {event.message}",
-                    highlight=False,
-                )
+                colour = tag.get(event.kind, "white")
+                line = f"  [{colour}]{event.kind:>9}[/] #{event.experiment_index:03d} {event.message}"
+                progress.console.print(line, highlight=False)
                 if event.kind in ("analysed", "failed"):
                     progress.advance(bar)
 
             with observing(show):
                 store = Store(url)
-                done = sum(e.status in ("analysed", "failed") for c in [store.campaign_by_name(spec.name)] if c and not fresh
-                           for e in store.experiments(c.id))
+                done = sum(
+                    e.status in ("analysed", "failed")
+                    for c in [store.campaign_by_name(spec.name)]
+                    if c and not fresh
+                    for e in store.experiments(c.id)
+                )
                 store.close()
                 progress.update(bar, completed=done)
                 campaign_flow(spec.name, spec.model_dump(mode="json"), url, fresh=fresh, resume=resume)
@@ -142,23 +155,30 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
         console.print("[yellow]no experiment met every constraint yet[/]")
     else:
         measured = best.outcomes[objective.name]
-        console.print(f"[bold]best conditions found[/] (experiment {best.index}): "
-                      + ", ".join(f"{k} = {v:.4g}" for k, v in best.conditions.items()))
+        console.print(
+            f"[bold]best conditions found[/] (experiment {best.index}): "
+            + ", ".join(f"{k} = {v:.4g}" for k, v in best.conditions.items())
+        )
         console.print(f"  measured {objective.name} = {measured['value']:.4g} ± {measured['std']:.2g}")
     if spec.simulation is not None and objective.direction != "target":
         from orchestrator.simulated_lab import truth_scores
 
         true_values, optimum_conditions, true_optimum = truth_scores(spec, [e.conditions for e in experiments])
-        console.print("[bold]ground-truth optimum[/]: " + ", ".join(f"{k} = {v:.4g}" for k, v in optimum_conditions.items())
-                      + f" -> {objective.name} = {true_optimum:.4g}")
+        console.print(
+            "[bold]ground-truth optimum[/]: "
+            + ", ".join(f"{k} = {v:.4g}" for k, v in optimum_conditions.items())
+            + f" -> {objective.name} = {true_optimum:.4g}"
+        )
         if best is not None:
             true_at_best = true_values[best.index]
             if math.isnan(true_at_best):
                 console.print("  [yellow]the best measured conditions violate a constraint in truth[/]")
             else:
                 gap = abs(true_optimum - true_at_best)
-                console.print(f"  true {objective.name} at the best conditions = {true_at_best:.4g}; "
-                              f"gap to optimum = {gap:.4g} ({100 * gap / abs(true_optimum):.1f} %)")
+                console.print(
+                    f"  true {objective.name} at the best conditions = {true_at_best:.4g}; "
+                    f"gap to optimum = {gap:.4g} ({100 * gap / abs(true_optimum):.1f} %)"
+                )
     plot = plot_best_so_far(spec, experiments, runs_dir / f"{spec.name}-best-so-far.png", true_values, true_optimum)
     console.print(f"plot: {plot}")
 
@@ -167,7 +187,9 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
 @_one_line_errors
 def run(
     campaign_file: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    sim: Annotated[bool, typer.Option("--sim", help="Start the simulated lab of the file's `simulation:` section.")] = False,
+    sim: Annotated[
+        bool, typer.Option("--sim", help="Start the simulated lab of the file's `simulation:` section.")
+    ] = False,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
     fresh: Annotated[bool, typer.Option("--fresh", help="Replace an earlier campaign of the same name.")] = False,
@@ -182,7 +204,9 @@ def run(
 @_one_line_errors
 def resume(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
-    sim: Annotated[bool, typer.Option("--sim", help="Start the simulated lab of the campaign's `simulation:` section.")] = False,
+    sim: Annotated[
+        bool, typer.Option("--sim", help="Start the simulated lab of the campaign's `simulation:` section.")
+    ] = False,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,

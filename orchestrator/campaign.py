@@ -33,7 +33,7 @@ from agents.planner import (
     ParameterSpec as PlannerParameter,
 )
 from agents.xrd_phase_agent import XRDPhaseAgent
-from instruments.errors import InstrumentError
+from instruments.errors import InstrumentBusy, InstrumentError, InstrumentTimeout, InstrumentUnreachable
 from instruments.readings import Diffractogram
 from orchestrator.lab import Lab
 from orchestrator.spec import CampaignSpec
@@ -48,7 +48,10 @@ from orchestrator.store import (
     Store,
 )
 
-__all__ = ["Campaign", "CampaignError", "CampaignEvent", "objective_value"]
+__all__ = ["Campaign", "CampaignError", "CampaignEvent", "TRANSIENT_ERRORS", "objective_value"]
+
+#: Instrument errors worth retrying with the same job id: the instrument may still do (or have done) the job.
+TRANSIENT_ERRORS: tuple[type[InstrumentError], ...] = (InstrumentTimeout, InstrumentUnreachable, InstrumentBusy)
 
 
 class CampaignError(RuntimeError):
@@ -149,7 +152,9 @@ class Campaign:
         kwargs: dict[str, Any] = {"seed": self.spec.seed, "n_initial": settings.initial_experiments}
         if settings.name == "botorch":
             kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts}
-        return make_planner(settings.name, parameters=parameters, objectives=objectives, constraints=constraints, **kwargs)
+        return make_planner(
+            settings.name, parameters=parameters, objectives=objectives, constraints=constraints, **kwargs
+        )
 
     # --- state ---------------------------------------------------------------------------------------------
     @property
@@ -228,50 +233,74 @@ class Campaign:
             ids.append(experiment.id)
         return ids
 
-    # --- synthesise ----------------------------------------------------------------------------------------
-    def synthesise(self, experiment_id: str) -> None:
-        """Make the experiment's sample on the synthesiser."""
+    # --- instrument steps ----------------------------------------------------------------------------------
+    def instrument_for(self, experiment_id: str, kind: str) -> str:
+        """The instrument an experiment's ``kind`` step uses: the one it is already on, else the first of ``kind``."""
+        experiment = self.store.experiment(experiment_id)
+        if experiment.instrument and self.spec.instruments[experiment.instrument].kind == kind:
+            return experiment.instrument
+        return self.spec.instrument_of_kind(kind)[0]
+
+    def _run_on_instrument(
+        self, experiment: ExperimentRecord, instrument: str, step: str, job_suffix: str, params: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Record that ``experiment`` is on ``instrument``, then run (or recover) its job there.
+
+        The job id is derived from the experiment, so a repeated call (a retry, a resumed campaign) is answered by
+        the instrument with the job it already knows. Transient errors (timeouts, an unreachable or busy
+        instrument) propagate for the caller's retry policy; a job that failed on the instrument fails the
+        experiment.
+        """
+        spec = self.spec.instruments[instrument]
+        job_id = f"{experiment.id}-{job_suffix}"
+        self.store.update_experiment(experiment.id, status=step, instrument=instrument)
+        try:
+            result = self.lab.client(instrument).run(params, job_id=job_id, timeout_s=spec.run_timeout_s)
+        except TRANSIENT_ERRORS:
+            raise
+        except InstrumentError as error:
+            self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error}")
+            raise
+        return job_id, result
+
+    def synthesise(self, experiment_id: str, instrument: str | None = None) -> None:
+        """Make the experiment's sample on a synthesiser (by default the first, or the one it is already on)."""
         experiment = self.store.experiment(experiment_id)
         if experiment.status not in (ExperimentStatus.PLANNED, ExperimentStatus.SYNTHESISING):
             return
-        name, instrument = self.spec.instrument_of_kind("synthesiser")
-        job_id = f"{experiment.id}-synthesis"
-        experiment = self.store.update_experiment(experiment.id, status=ExperimentStatus.SYNTHESISING)
+        name = instrument or self.instrument_for(experiment_id, "synthesiser")
         params = {"sample_id": experiment.sample_id, "conditions": experiment.conditions}
-        try:
-            result = self.lab.client(name).run(params, job_id=job_id, timeout_s=instrument.run_timeout_s)
-        except InstrumentError as error:
-            self._fail(experiment, f"synthesis on {name} failed: {error}")
-            raise
+        job_id, result = self._run_on_instrument(experiment, name, ExperimentStatus.SYNTHESISING, "synthesis", params)
         sample = SampleRecord(
-            id=experiment.sample_id, experiment_id=experiment.id, instrument=name, job_id=job_id,
+            id=experiment.sample_id,
+            experiment_id=experiment.id,
+            instrument=name,
+            job_id=job_id,
             result_json=json.dumps(result),
         )
         self.store.update_experiment(experiment.id, sample, status=ExperimentStatus.MADE)
         self._emit("made", experiment, f"sample {experiment.sample_id} made on {name}")
 
-    # --- characterise --------------------------------------------------------------------------------------
-    def characterise(self, experiment_id: str) -> None:
-        """Measure the experiment's sample on the diffractometer and record the reading."""
+    def characterise(self, experiment_id: str, instrument: str | None = None) -> None:
+        """Measure the experiment's sample on a diffractometer and record the reading."""
         experiment = self.store.experiment(experiment_id)
         if experiment.status not in (ExperimentStatus.MADE, ExperimentStatus.MEASURING):
             return
-        name, instrument = self.spec.instrument_of_kind("diffractometer")
-        job_id = f"{experiment.id}-xrd"
-        experiment = self.store.update_experiment(experiment.id, status=ExperimentStatus.MEASURING)
+        name = instrument or self.instrument_for(experiment_id, "diffractometer")
         params = {"sample_id": experiment.sample_id, "counting_time_s": self.spec.measurement.counting_time_s}
+        job_id, result = self._run_on_instrument(experiment, name, ExperimentStatus.MEASURING, "xrd", params)
         try:
-            result = self.lab.client(name).run(params, job_id=job_id, timeout_s=instrument.run_timeout_s)
             reading = Diffractogram.from_dict(result["reading"])
-        except InstrumentError as error:
-            self._fail(experiment, f"measurement on {name} failed: {error}")
-            raise
         except (KeyError, TypeError, ValueError) as error:
-            self._fail(experiment, f"{name} returned an unusable reading: {error}")
+            self.fail(experiment.id, f"{name} returned an unusable reading: {error}")
             raise CampaignError(f"{name} returned an unusable reading: {error}") from None
         record = ReadingRecord(
-            experiment_id=experiment.id, sample_id=experiment.sample_id, instrument=name, job_id=job_id,
-            kind=reading.kind, data_json=json.dumps(reading.as_dict()),
+            experiment_id=experiment.id,
+            sample_id=experiment.sample_id,
+            instrument=name,
+            job_id=job_id,
+            kind=reading.kind,
+            data_json=json.dumps(reading.as_dict()),
         )
         self.store.update_experiment(experiment.id, record, status=ExperimentStatus.MEASURED)
         self._emit("measured", experiment, f"{reading.two_theta_deg.size}-point pattern from {name}")
@@ -290,7 +319,7 @@ class Campaign:
         try:
             report = self.agent.analyse(reading)
         except (ValueError, RuntimeError, FloatingPointError) as error:
-            self._fail(experiment, f"analysis failed: {error}")
+            self.fail(experiment.id, f"analysis failed: {error}")
             raise CampaignError(f"analysis of experiment {experiment.index} failed: {error}") from None
         outcomes = report.as_dict()
         record = AnalysisRecord(experiment_id=experiment.id, agent=report.agent, quantities_json=json.dumps(outcomes))
@@ -298,11 +327,19 @@ class Campaign:
             experiment.id, record, status=ExperimentStatus.ANALYSED, outcomes_json=json.dumps(outcomes)
         )
         objective = self.spec.objectives[0].name
-        self._emit("analysed", experiment, f"{objective} = {outcomes[objective]['value']:.4g} ± {outcomes[objective]['std']:.2g}")
+        self._emit(
+            "analysed",
+            experiment,
+            f"{objective} = {outcomes[objective]['value']:.4g} ± {outcomes[objective]['std']:.2g}",
+        )
         return outcomes
 
-    def _fail(self, experiment: ExperimentRecord, reason: str) -> None:
-        self.store.update_experiment(experiment.id, status=ExperimentStatus.FAILED, failure_reason=reason)
+    def fail(self, experiment_id: str, reason: str) -> None:
+        """Record an experiment as failed with ``reason`` (once; a failed experiment stays failed)."""
+        experiment = self.store.experiment(experiment_id)
+        if experiment.status in ExperimentStatus.TERMINAL:
+            return
+        self.store.update_experiment(experiment_id, status=ExperimentStatus.FAILED, failure_reason=reason)
         self._emit("failed", experiment, reason)
 
     # --- results -------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ class Lab:
         if name not in self.instruments:
             raise KeyError(f"no instrument named {name!r}; known: {', '.join(self.instruments)}")
         if name not in self._clients:
-            self._clients[name] = InstrumentClient(self.instruments[name].address, timeout_s=self.instruments[name].timeout_s)
+            self._clients[name] = InstrumentClient(
+                self.instruments[name].address, timeout_s=self.instruments[name].timeout_s
+            )
         return self._clients[name]
 
     def check(self) -> dict[str, dict]:

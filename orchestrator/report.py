@@ -93,7 +93,11 @@ def plot_best_so_far(
     axes.set_xlabel("experiment")
     axes.set_ylabel(objective)
     constraint_text = ", ".join(f"{c.name} {c.op} {c.value:g}" for c in spec.constraints)
-    axes.set_title(f"{spec.name}: {spec.objectives[0].direction} {objective}" + (f"\nsubject to {constraint_text}" if constraint_text else ""), fontsize=10)
+    axes.set_title(
+        f"{spec.name}: {spec.objectives[0].direction} {objective}"
+        + (f"\nsubject to {constraint_text}" if constraint_text else ""),
+        fontsize=10,
+    )
     axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
     figure.tight_layout()

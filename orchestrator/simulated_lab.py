@@ -39,14 +39,23 @@ class SimulatedLab:
         assert sim is not None
         spec = self.spec.instruments[instrument]
         return [
-            sys.executable, "-m", "sim_lab.serve",
-            "--instrument", spec.kind,
-            "--scenario", sim.scenario,
-            "--address", spec.address,
-            "--tray", str(self.tray_dir),
-            "--seed", str(sim.seed),
-            "--time-factor", str(sim.time_factor),
-            "--name", instrument,
+            sys.executable,
+            "-m",
+            "sim_lab.serve",
+            "--instrument",
+            spec.kind,
+            "--scenario",
+            sim.scenario,
+            "--address",
+            spec.address,
+            "--tray",
+            str(self.tray_dir),
+            "--seed",
+            str(sim.seed),
+            "--time-factor",
+            str(sim.time_factor),
+            "--name",
+            instrument,
         ]
 
     def start(self) -> SimulatedLab:

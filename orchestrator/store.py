@@ -70,6 +70,7 @@ class ExperimentRecord(SQLModel, table=True):
     index: int
     sample_id: str
     status: str = ExperimentStatus.PLANNED
+    instrument: str | None = None  # the instrument the experiment is on (or was last on)
     conditions_json: str = Field(sa_column=Column(Text, nullable=False))
     outcomes_json: str | None = Field(default=None, sa_column=Column(Text))
     failure_reason: str | None = None
@@ -187,8 +188,9 @@ class Store:
     def delete_campaign(self, campaign_id: str) -> None:
         """Remove a campaign and everything recorded under it."""
         with self.session() as session:
-            experiment_ids = [e.id for e in session.exec(
-                select(ExperimentRecord).where(ExperimentRecord.campaign_id == campaign_id))]
+            experiment_ids = [
+                e.id for e in session.exec(select(ExperimentRecord).where(ExperimentRecord.campaign_id == campaign_id))
+            ]
             for table in (AnalysisRecord, ReadingRecord, SampleRecord, ProposalRecord):
                 for row in session.exec(select(table).where(table.experiment_id.in_(experiment_ids))):  # type: ignore[attr-defined]
                     session.delete(row)

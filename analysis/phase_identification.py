@@ -1,0 +1,221 @@
+"""Phase identification against a library of reference phases, with open-set rejection ("unknown phase present").
+
+Two steps:
+
+1. **Screening.** Every library phase is rendered as a few unit patterns (crystallite sizes 10, 30 and 100 nm; its
+   reference cell scaled by −0.4 ... +0.8 % so that small lattice changes and zero shifts are covered). Non-negative
+   least squares of the pattern on all of them plus a Chebyshev background gives each phase's share of the
+   diffracted intensity: the ranking.
+2. **Refinement and the open-set test.** The phases whose share passes ``min_share`` (at most ``max_phases``) are
+   refined with the whole-pattern fit (:func:`analysis.phase_quantification.quantify_phases`). If the pattern holds
+   a phase the library lacks, the best fit of the known phases leaves peaks unexplained. Two statistics measure it:
+
+   - the reduced χ² of the fit with Poisson weights (≈ 1 when the model explains the data to within noise);
+   - the *unexplained intensity*: the residual ``y − calc`` summed in windows about one peak width wide; windows
+     whose excess is above ``significance`` standard deviations of their counts are unexplained peaks, and their
+     excess counts divided by the fitted diffracted counts is the unexplained fraction.
+
+   "Unknown phase present" is declared when either statistic passes its threshold. The defaults were set on
+   simulated TiO2 patterns (see ``tests/test_analysis_phase_identification.py`` and ``bench/analysis.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.polynomial import chebyshev
+from numpy.typing import NDArray
+from pymatgen.core import Structure
+from scipy.optimize import nnls
+
+from analysis.phase_quantification import PhaseQuantification, quantify_phases, radiation_of
+from analysis.powder_model import Radiation, ReferencePhase, free_lattice_parameters, load_reference_phase, phase_pattern
+from instruments.readings import Diffractogram
+
+__all__ = ["Candidate", "OpenSetThresholds", "PhaseIdentification", "PhaseLibrary", "identify_phases"]
+
+_SCREEN_SIZES_NM = (10.0, 30.0, 100.0)
+_SCREEN_SCALES = (0.996, 1.0, 1.004, 1.008)
+
+
+@dataclass(frozen=True)
+class OpenSetThresholds:
+    """When a pattern is declared to hold an unknown phase.
+
+    Attributes:
+        reduced_chi2: reduced χ² of the refined fit above which the known phases do not explain the data.
+        unexplained_fraction: unexplained peak counts / fitted diffracted counts above which a phase is missing.
+        significance: standard deviations of a window's counts its excess must pass to count as unexplained.
+        window_deg: width of the residual windows in degrees 2θ (about a peak width).
+    """
+
+    reduced_chi2: float = 1.6
+    unexplained_fraction: float = 0.02
+    significance: float = 5.0
+    window_deg: float = 0.3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One library phase as the screening sees it.
+
+    Attributes:
+        name: the phase's name.
+        share: its share of the pattern's diffracted intensity in the screening fit, in [0, 1].
+    """
+
+    name: str
+    share: float
+
+
+@dataclass(frozen=True)
+class PhaseIdentification:
+    """The result of :func:`identify_phases`.
+
+    Attributes:
+        candidates: every library phase, best first.
+        phases: the phases found (refined), best first.
+        unknown_phase: whether a phase absent from the library is present.
+        reduced_chi2: reduced χ² of the refinement of ``phases``.
+        unexplained_fraction: unexplained peak counts / fitted diffracted counts.
+        rwp: weighted-profile R factor of the refinement.
+        fit: the refinement itself (fractions, lattices, sizes with uncertainties).
+    """
+
+    candidates: list[Candidate]
+    phases: list[str]
+    unknown_phase: bool
+    reduced_chi2: float
+    unexplained_fraction: float
+    rwp: float
+    fit: PhaseQuantification | None = field(default=None, repr=False)
+
+
+class PhaseLibrary:
+    """Candidate phases from built-in names, CIF paths or pymatgen structures, with reflections per radiation.
+
+    Args:
+        sources: ``{name: source}`` or a sequence of sources (named by file stem or reduced formula).
+    """
+
+    def __init__(self, sources: dict[str, str | Path | Structure] | Sequence[str | Path | Structure]) -> None:
+        if isinstance(sources, dict):
+            self.sources: list[tuple[str | None, str | Path | Structure]] = list(sources.items())
+        else:
+            self.sources = [(None, source) for source in sources]
+        if not self.sources:
+            raise ValueError("a phase library needs at least one phase")
+        self._phases: dict[tuple[Radiation, float], list[ReferencePhase]] = {}
+
+    def phases_for(self, radiation: Radiation, two_theta_max_deg: float) -> list[ReferencePhase]:
+        """The library's reference phases with reflections for this radiation and range (built once)."""
+        key = (radiation, round(two_theta_max_deg, 1))
+        if key not in self._phases:
+            self._phases[key] = [
+                load_reference_phase(source, radiation, two_theta_max_deg, name=name) for name, source in self.sources
+            ]
+        return self._phases[key]
+
+
+def _screening_columns(
+    phase: ReferencePhase, x: NDArray[np.float64], radiation: Radiation, uvw: tuple[float, float, float]
+) -> list[NDArray[np.float64]]:
+    reference = free_lattice_parameters(phase.structure, phase.crystal_system)
+    return [
+        phase_pattern(phase, x, radiation, {k: v * scale for k, v in reference.items()}, size, 0.0, 0.0, uvw)
+        for size in _SCREEN_SIZES_NM
+        for scale in _SCREEN_SCALES
+    ]
+
+
+def screen(
+    pattern: Diffractogram,
+    phases: Sequence[ReferencePhase],
+    caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
+    background_terms: int = 6,
+) -> list[Candidate]:
+    """Rank ``phases`` by their share of the diffracted intensity in a non-negative least-squares fit, best first."""
+    x, y = pattern.two_theta_deg, pattern.counts
+    radiation = radiation_of(pattern)
+    sigma = np.sqrt(np.maximum(y, 1.0))
+    t = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
+    basis = chebyshev.chebvander(t, background_terms - 1)
+    columns, owner = [], []
+    for p, phase in enumerate(phases):
+        for column in _screening_columns(phase, x, radiation, caglioti_uvw_deg2):
+            columns.append(column)
+            owner.append(p)
+    design = np.column_stack([basis, -basis, *columns]) / sigma[:, None]
+    solution, _ = nnls(design, y / sigma, maxiter=5000)
+    coefficients = solution[2 * background_terms :]
+    counts = np.array([c * column.sum() for c, column in zip(coefficients, columns, strict=True)])
+    per_phase = np.bincount(np.array(owner), weights=counts, minlength=len(phases))
+    total = per_phase.sum()
+    shares = per_phase / total if total > 0 else np.zeros(len(phases))
+    ranked = sorted(zip((p.name for p in phases), shares, strict=True), key=lambda item: -item[1])
+    return [Candidate(name, float(share)) for name, share in ranked]
+
+
+def unexplained_fraction(pattern: Diffractogram, fit: PhaseQuantification, significance: float,
+                         window_deg: float) -> float:
+    """Counts of significant positive residual peaks divided by the fit's diffracted counts (see module docstring)."""
+    y = pattern.counts
+    residual = y - fit.calculated
+    step = float(np.median(np.diff(pattern.two_theta_deg)))
+    width = max(int(round(window_deg / step)), 1)
+    kernel = np.ones(width)
+    excess = np.convolve(residual, kernel, mode="same")
+    noise = np.sqrt(np.convolve(np.maximum(fit.calculated, 1.0), kernel, mode="same"))
+    significant = excess > significance * noise
+    unexplained = float(np.sum(np.clip(residual, 0.0, None)[_dilate(significant, width // 2)]))
+    diffracted = float(np.sum(np.clip(fit.calculated - fit.background, 0.0, None)))
+    return unexplained / diffracted if diffracted > 0 else float("inf")
+
+
+def _dilate(mask: NDArray[np.bool_], half_width: int) -> NDArray[np.bool_]:
+    if half_width <= 0:
+        return mask
+    return np.convolve(mask.astype(float), np.ones(2 * half_width + 1), mode="same") > 0
+
+
+def identify_phases(
+    pattern: Diffractogram,
+    library: PhaseLibrary | Sequence[ReferencePhase],
+    max_phases: int = 3,
+    min_share: float = 0.03,
+    thresholds: OpenSetThresholds = OpenSetThresholds(),
+    caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
+) -> PhaseIdentification:
+    """Rank the library's phases for ``pattern``, refine the likely ones, and test for an unknown phase.
+
+    Args:
+        pattern: the measured diffractogram (counts).
+        library: a :class:`PhaseLibrary` or reference phases built for the pattern's radiation.
+        max_phases: at most this many phases are refined.
+        min_share: a phase needs this share of the diffracted intensity in the screening to be refined.
+        thresholds: the open-set decision (:class:`OpenSetThresholds`).
+        caglioti_uvw_deg2: the instrument's resolution U, V, W in deg².
+    """
+    if isinstance(library, PhaseLibrary):
+        phases = library.phases_for(radiation_of(pattern), float(pattern.two_theta_deg[-1]))
+    else:
+        phases = list(library)
+    candidates = screen(pattern, phases, caglioti_uvw_deg2)
+    chosen = [c.name for c in candidates if c.share >= min_share][:max_phases] or [candidates[0].name]
+    by_name = {p.name: p for p in phases}
+    fit = quantify_phases(pattern, [by_name[name] for name in chosen], caglioti_uvw_deg2)
+    found = [p.name for p in fit.phases if p.weight_fraction.value >= 0.005] or chosen[:1]
+    unexplained = unexplained_fraction(pattern, fit, thresholds.significance, thresholds.window_deg)
+    unknown = fit.reduced_chi2 > thresholds.reduced_chi2 or unexplained > thresholds.unexplained_fraction
+    return PhaseIdentification(
+        candidates=candidates,
+        phases=found,
+        unknown_phase=bool(unknown),
+        reduced_chi2=fit.reduced_chi2,
+        unexplained_fraction=unexplained,
+        rwp=fit.rwp,
+        fit=fit,
+    )
