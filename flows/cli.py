@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 from instruments.errors import InstrumentError
-from orchestrator.campaign import CampaignError, CampaignEvent
+from orchestrator.campaign import Campaign, CampaignError, CampaignEvent
 from orchestrator.lab import Lab
 from orchestrator.simulated_lab import SimulatedLab, SimulatedLabError
 from orchestrator.spec import CampaignFileError, CampaignSpec, load_campaign, parse_campaign
@@ -265,6 +265,66 @@ def report(
     """Print the campaign's table and best result and write its best-so-far plot (with truth if simulated)."""
     url = _database_url(database, runs_dir)
     _summarise(_stored_spec(name, url), url, runs_dir)
+
+
+def _operate(name: str, database: str | None, runs_dir: Path) -> Campaign:
+    """The stored campaign ``name``, for an operator's command (no instrument is contacted)."""
+    url = _database_url(database, runs_dir)
+    spec = _stored_spec(name, url)
+    store = Store(url)
+    record = store.campaign_by_name(name)
+    assert record is not None
+    return Campaign(spec, store, Lab({}), record)
+
+
+@app.command()
+@_one_line_errors
+def pause(
+    name: Annotated[str, typer.Argument()], database: DatabaseOption = None, runs_dir: RunsDirOption = DEFAULT_RUNS_DIR
+) -> None:
+    """Pause a campaign: no new experiment starts; what is on an instrument finishes. `crucible resume` continues."""
+    _operate(name, database, runs_dir).pause()
+    console.print(f"campaign {name} paused")
+
+
+@app.command()
+@_one_line_errors
+def approve(
+    name: Annotated[str, typer.Argument()],
+    indices: Annotated[list[int] | None, typer.Argument(help="Experiment numbers (default: all awaiting).")] = None,
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """Approve planned experiments of a campaign that requires approval, so instruments may run them."""
+    approved = _operate(name, database, runs_dir).approve(indices or None)
+    console.print(f"approved experiments {approved}" if approved else "no experiment was awaiting approval")
+
+
+@app.command()
+@_one_line_errors
+def budget(
+    name: Annotated[str, typer.Argument()],
+    experiments: Annotated[int, typer.Argument(help="The new total number of experiments.")],
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """Change a campaign's budget, also while it runs."""
+    _operate(name, database, runs_dir).set_budget(experiments)
+    console.print(f"campaign {name}: budget is now {experiments} experiments")
+
+
+@app.command("mark-bad")
+@_one_line_errors
+def mark_bad(
+    name: Annotated[str, typer.Argument()],
+    index: Annotated[int, typer.Argument(help="Experiment number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on record).")] = "marked bad by an operator",
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """Mark an experiment bad after the fact: it stays on record, the planner forgets it."""
+    _operate(name, database, runs_dir).mark_bad(index, reason)
+    console.print(f"experiment {index} of {name} marked bad: {reason}")
 
 
 @app.command("sim")

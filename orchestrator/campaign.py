@@ -127,6 +127,8 @@ class Campaign:
             record = CampaignRecord(name=spec.name, spec_json=spec.model_dump_json())
             store.add(record)
             return cls(spec, store, lab, record)
+        if resume and existing.status != "running":
+            existing = store.update_campaign(existing.id, status="running")
         if not resume and existing.spec_json != spec.model_dump_json():
             raise CampaignError(
                 f"a different campaign named {spec.name!r} already exists in {store.url}; "
@@ -168,8 +170,21 @@ class Campaign:
         """Experiments not yet analysed or failed, oldest first."""
         return [e for e in self.experiments() if e.status not in ExperimentStatus.TERMINAL]
 
+    def refresh(self) -> None:
+        """Re-read the campaign's record: an operator may have paused it or changed its budget."""
+        self.record = self.store.campaign(self.id)
+
+    @property
+    def budget(self) -> int:
+        """The number of experiments the campaign may run (the campaign file's, unless an operator changed it)."""
+        return self.record.budget_experiments or self.spec.budget.experiments
+
+    @property
+    def paused(self) -> bool:
+        return self.record.status == "paused"
+
     def remaining_budget(self) -> int:
-        return self.spec.budget.experiments - len(self.experiments())
+        return self.budget - len(self.experiments())
 
     def finished(self) -> bool:
         return self.remaining_budget() <= 0 and not self.unfinished()
@@ -185,6 +200,8 @@ class Campaign:
         names = [o.name for o in self.spec.objectives] + [c.name for c in self.spec.constraints]
         observations = []
         for experiment in self.experiments():
+            if experiment.excluded_reason is not None:
+                continue  # marked bad by an operator: forgotten
             if experiment.status == ExperimentStatus.FAILED:
                 observations.append(Observation(experiment.conditions, {}, None, failed=True))
             elif experiment.status == ExperimentStatus.ANALYSED:
@@ -218,6 +235,7 @@ class Campaign:
                 index=start + offset,
                 sample_id=f"{self.spec.name}-{start + offset:04d}",
                 conditions_json=json.dumps(proposal.conditions),
+                approved=not self.spec.require_approval,
             )
             predicted = {k: list(v) for k, v in proposal.predicted.items()}
             self.store.add(
@@ -229,7 +247,8 @@ class Campaign:
                     predicted_json=json.dumps(predicted),
                 ),
             )
-            self._emit("planned", experiment, _format_conditions(proposal.conditions))
+            waiting = "" if experiment.approved else " (awaiting approval)"
+            self._emit("planned", experiment, _format_conditions(proposal.conditions) + waiting)
             ids.append(experiment.id)
         return ids
 
@@ -345,24 +364,63 @@ class Campaign:
     # --- results -------------------------------------------------------------------------------------------
     def best(self) -> ExperimentRecord | None:
         """The analysed experiment with the best objective among those meeting every constraint."""
-        analysed = [e for e in self.experiments() if e.status == ExperimentStatus.ANALYSED]
+        analysed = [e for e in self.experiments() if _counts(e)]
         feasible = [e for e in analysed if is_feasible(self.spec, e.outcomes)]
         if not feasible:
             return None
         return max(feasible, key=lambda e: objective_value(self.spec, e.outcomes))
 
     def finish(self) -> None:
-        self.store.set_campaign_status(self.id, "finished")
+        """Mark the campaign finished once its budget is spent and nothing is under way."""
+        self.refresh()
+        if self.finished():
+            self.store.set_campaign_status(self.id, "finished")
+
+    # --- operator controls ---------------------------------------------------------------------------------
+    def pause(self) -> None:
+        """Stop starting new work; what is on an instrument finishes and is recorded. ``resume`` continues."""
+        self.store.set_campaign_status(self.id, "paused")
+
+    def set_budget(self, experiments: int) -> None:
+        """Change the number of experiments mid-campaign (never below what already exists)."""
+        existing = len(self.experiments())
+        if experiments < existing:
+            raise CampaignError(
+                f"campaign {self.spec.name!r} already has {existing} experiments; budget {experiments} is below that"
+            )
+        self.store.update_campaign(self.id, budget_experiments=experiments)
+
+    def approve(self, indices: Sequence[int] | None = None) -> list[int]:
+        """Approve planned experiments (all awaiting, or those with ``indices``); return the approved indices."""
+        approved = []
+        for experiment in self.experiments():
+            if not experiment.approved and (indices is None or experiment.index in indices):
+                self.store.update_experiment(experiment.id, approved=True)
+                approved.append(experiment.index)
+        return approved
+
+    def mark_bad(self, index: int, reason: str) -> None:
+        """An operator's verdict after the fact: the experiment stays on record but the planner forgets it."""
+        for experiment in self.experiments():
+            if experiment.index == index:
+                self.store.update_experiment(experiment.id, excluded_reason=reason or "marked bad")
+                return
+        raise CampaignError(f"campaign {self.spec.name!r} has no experiment {index}")
 
 
 def best_so_far(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]) -> list[float]:
     """Best feasible objective value (to maximise) after each experiment; NaN until one is feasible."""
     best, out = -math.inf, []
     for experiment in experiments:
-        if experiment.status == ExperimentStatus.ANALYSED and is_feasible(spec, experiment.outcomes):
+        if _counts(experiment) and is_feasible(spec, experiment.outcomes):
             best = max(best, objective_value(spec, experiment.outcomes))
         out.append(best if math.isfinite(best) else math.nan)
     return out
+
+
+def _counts(experiment: ExperimentRecord) -> bool:
+    """An analysed experiment no operator has marked bad."""
+    return experiment.status == ExperimentStatus.ANALYSED and experiment.excluded_reason is None
 
 
 def _format_conditions(conditions: dict[str, Any]) -> str:

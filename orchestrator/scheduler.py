@@ -13,6 +13,7 @@ the analysis.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -60,10 +61,16 @@ class Scheduler:
         campaign: the campaign (its steps and its store).
         executor: how steps run (threads, Prefect tasks).
         analysis_slots: how many analyses may run at once (they use the CPU, not an instrument).
+        poll_s: how often to look for an operator's approval while nothing else is under way.
+
+    A paused campaign starts no new experiment and ends the run once what is on its instruments is recorded.
     """
 
-    def __init__(self, campaign: Campaign, executor: StepExecutor, analysis_slots: int = 1) -> None:
+    def __init__(
+        self, campaign: Campaign, executor: StepExecutor, analysis_slots: int = 1, poll_s: float = 1.0
+    ) -> None:
         self.campaign = campaign
+        self.poll_s = poll_s
         self.executor = executor
         self.analysis_slots = analysis_slots
         kinds = {name: spec.kind for name, spec in campaign.spec.instruments.items()}
@@ -93,21 +100,31 @@ class Scheduler:
                 free.discard(instrument)
 
         while True:
-            for synthesiser in [s for s in self.synthesisers if s in free]:
-                experiment_id = _take(to_make, synthesiser, ExperimentStatus.SYNTHESISING)
-                if experiment_id is None:
-                    planned = self.executor.plan(campaign)
-                    experiment_id = planned[0] if planned else None
+            campaign.refresh()  # an operator may have paused the campaign or changed its budget
+            awaiting_approval = any(not campaign.store.experiment(e.id).approved for e in to_make)
+            for synthesiser in [s for s in self.synthesisers if s in free and not campaign.paused]:
+                experiment_id = _take(campaign, to_make, synthesiser, ExperimentStatus.SYNTHESISING)
+                if experiment_id is None and not awaiting_approval:
+                    for planned in self.executor.plan(campaign):
+                        record = campaign.store.experiment(planned)
+                        if record.approved and experiment_id is None:
+                            experiment_id = planned
+                        else:
+                            to_make.append(record)
+                            awaiting_approval = awaiting_approval or not record.approved
                 if experiment_id is not None:
                     start(SYNTHESISE, experiment_id, synthesiser)
             for diffractometer in [d for d in self.diffractometers if d in free]:
-                experiment_id = _take(to_measure, diffractometer, ExperimentStatus.MEASURING)
+                experiment_id = _take(campaign, to_measure, diffractometer, ExperimentStatus.MEASURING)
                 if experiment_id is not None:
                     start(CHARACTERISE, experiment_id, diffractometer)
             while to_analyse and analysing < self.analysis_slots:
                 start(ANALYSE, to_analyse.popleft(), None)
                 analysing += 1
             if not running:
+                if awaiting_approval and not campaign.paused:
+                    time.sleep(self.poll_s)  # nothing to do until an operator approves the planned experiments
+                    continue
                 break
             handle = self.executor.first_done(list(running))
             job = running.pop(handle)
@@ -125,11 +142,11 @@ class Scheduler:
                 to_analyse.append(job.experiment_id)
 
 
-def _take(queue: deque[ExperimentRecord], instrument: str, on_instrument_status: str) -> str | None:
-    """Pop the first experiment that may run on ``instrument``: one already on it, or one on no instrument yet."""
+def _take(campaign: Campaign, queue: deque[ExperimentRecord], instrument: str, on_instrument_status: str) -> str | None:
+    """Pop the first approved experiment that may run on ``instrument``: one already on it, or on none yet."""
     for experiment in list(queue):
         pinned = experiment.instrument if experiment.status == on_instrument_status else None
-        if pinned in (None, instrument):
+        if pinned in (None, instrument) and campaign.store.experiment(experiment.id).approved:
             queue.remove(experiment)
             return experiment.id
     return None

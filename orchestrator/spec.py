@@ -149,6 +149,7 @@ class CampaignSpec(_Strict):
     objectives: Annotated[list[ObjectiveSpec], Field(min_length=1)]
     constraints: list[ConstraintSpec] = []
     planner: PlannerSettings = PlannerSettings()
+    require_approval: bool = False  # an operator approves each planned experiment before any instrument runs it
     instruments: dict[str, InstrumentSpec]
     measurement: MeasurementSpec = MeasurementSpec()
     analysis: AnalysisSpec

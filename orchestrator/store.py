@@ -57,7 +57,8 @@ class CampaignRecord(SQLModel, table=True):
     id: str = Field(default_factory=_new_id, primary_key=True)
     name: str = Field(index=True, unique=True)
     spec_json: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = "running"
+    status: str = "running"  # running | paused | finished
+    budget_experiments: int | None = None  # an operator's new budget; None: the campaign file's
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -71,6 +72,8 @@ class ExperimentRecord(SQLModel, table=True):
     sample_id: str
     status: str = ExperimentStatus.PLANNED
     instrument: str | None = None  # the instrument the experiment is on (or was last on)
+    approved: bool = True  # False while a planned experiment awaits an operator's approval
+    excluded_reason: str | None = None  # set when an operator marks the experiment bad: the planner forgets it
     conditions_json: str = Field(sa_column=Column(Text, nullable=False))
     outcomes_json: str | None = Field(default=None, sa_column=Column(Text))
     failure_reason: str | None = None
@@ -175,15 +178,27 @@ class Store:
                 session.add(record)
             session.commit()
 
-    def set_campaign_status(self, campaign_id: str, status: str) -> None:
+    def campaign(self, campaign_id: str) -> CampaignRecord:
         with self.session() as session:
             record = session.get(CampaignRecord, campaign_id)
             if record is None:
                 raise KeyError(f"no campaign {campaign_id}")
-            record.status = status
+            return record
+
+    def update_campaign(self, campaign_id: str, **changes: Any) -> CampaignRecord:
+        with self.session() as session:
+            record = session.get(CampaignRecord, campaign_id)
+            if record is None:
+                raise KeyError(f"no campaign {campaign_id}")
+            for key, value in changes.items():
+                setattr(record, key, value)
             record.updated_at = _now()
             session.add(record)
             session.commit()
+            return record
+
+    def set_campaign_status(self, campaign_id: str, status: str) -> None:
+        self.update_campaign(campaign_id, status=status)
 
     def delete_campaign(self, campaign_id: str) -> None:
         """Remove a campaign and everything recorded under it."""
