@@ -8,8 +8,8 @@ Each run draws, with the probabilities of a :class:`FaultConfig`, at most one of
 
 and, independently, for readings,
 
-- **corruption**: a block of the signal turns to nulls, a few points spike, or the signal array loses points
-  so that its length no longer matches the abscissa (``from_dict`` then raises ``ValueError``);
+- **corruption**: a block of the signal turns to nulls, a few points spike 10–100× above the maximum, or the
+  signal array loses points so that its length no longer matches the abscissa (``from_dict`` raises);
 - **truncation**: the scan stops early and every array is cut to 30–90 % of its points;
 - **drift**: the diffractometer's zero shift takes a random ±``drift_step_deg`` step (a slow random walk that the
   reported calibration does not show).
@@ -44,6 +44,7 @@ __all__ = ["FaultConfig", "FaultyDriver", "SimulatedInstrumentError", "DEATH_EXI
 logger = logging.getLogger(__name__)
 
 DEATH_EXIT_CODE = 75
+_DEATH_DELAY_S = 0.1
 _ARRAYS: dict[str, tuple[str, ...]] = {
     "diffractogram": ("two_theta_deg", "counts"),
     "scattering_curve": ("q_inv_angstrom", "intensity", "sigma"),
@@ -199,6 +200,7 @@ class FaultyDriver:
             self._note(job, "drift", step_deg=step, zero_shift_drift_deg=self.driver.zero_shift_drift_deg)
         if u_fail < c.death_probability:
             self._note(job, "death")
+            time.sleep(_DEATH_DELAY_S)  # die mid-run, after the server has acknowledged the job
             self.on_death()
             raise SimulatedInstrumentError("instrument process died")
         elif u_fail < c.death_probability + c.timeout_probability:
@@ -249,10 +251,10 @@ def _corrupt(reading: dict[str, Any], how: str, rng: np.random.Generator) -> dic
         width = max(1, int(n * rng.uniform(0.01, 0.05)))
         start = int(rng.integers(0, max(1, n - width)))
         signal[start : start + width] = [None] * len(signal[start : start + width])
-    elif how == "spikes":
+    elif how == "spikes":  # detector glitches: a few points far above anything real
+        ceiling = max((abs(v) for v in signal if v is not None), default=1.0)
         for i in rng.choice(n, size=min(n, int(rng.integers(1, 6))), replace=False):
-            value = signal[int(i)]
-            signal[int(i)] = (abs(value) + 1.0) * 100.0 if value is not None else value
+            signal[int(i)] = float(ceiling * rng.uniform(10.0, 100.0))
     else:
         signal = signal[: max(0, n - int(rng.integers(1, 10)))]
     out[signal_name] = signal

@@ -16,16 +16,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from instruments.drivers import DIFFRACTOMETER, SYNTHESISER
+from instruments.drivers import DIFFRACTOMETER, PDF, SAXS, SYNTHESISER, XAS
 from instruments.server import InstrumentServer
-from sim_lab.drivers import SimulatedDiffractometer, SimulatedSynthesiser
+from sim_lab.drivers import (
+    SimulatedDiffractometer,
+    SimulatedPDF,
+    SimulatedSAXS,
+    SimulatedSynthesiser,
+    SimulatedXAS,
+)
 from sim_lab.faults import FaultConfig, FaultyDriver
 from sim_lab.scenarios import SCENARIOS, get_scenario
 from sim_lab.tray import SampleTray
 
 __all__ = ["build_driver", "main"]
 
-INSTRUMENTS = (SYNTHESISER, DIFFRACTOMETER)
+DRIVERS: dict[str, Any] = {
+    SYNTHESISER: SimulatedSynthesiser,
+    DIFFRACTOMETER: SimulatedDiffractometer,
+    SAXS: SimulatedSAXS,
+    PDF: SimulatedPDF,
+    XAS: SimulatedXAS,
+}
+INSTRUMENTS = tuple(DRIVERS)
 
 
 def build_driver(
@@ -34,11 +47,9 @@ def build_driver(
     """The simulated driver of kind ``instrument`` for ``scenario_name``, sharing the tray at ``tray_dir``."""
     scenario = get_scenario(scenario_name)
     tray = SampleTray(tray_dir)
-    if instrument == SYNTHESISER:
-        return SimulatedSynthesiser(scenario, tray, time_factor=time_factor, seed=seed, name=name or "sim-synthesiser")
-    if instrument == DIFFRACTOMETER:
-        return SimulatedDiffractometer(scenario, tray, time_factor=time_factor, seed=seed, name=name or "sim-xrd")
-    raise ValueError(f"unknown instrument {instrument!r}; simulated instruments: {list(INSTRUMENTS)}")
+    if instrument not in DRIVERS:
+        raise ValueError(f"unknown instrument {instrument!r}; simulated instruments: {list(INSTRUMENTS)}")
+    return DRIVERS[instrument](scenario, tray, time_factor=time_factor, seed=seed, name=name or f"sim-{instrument}")
 
 
 def _parser() -> argparse.ArgumentParser:

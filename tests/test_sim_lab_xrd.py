@@ -129,9 +129,7 @@ def test_scherrer_width_of_an_isolated_peak(size_nm: float) -> None:
 def test_peaks_widen_as_crystallites_shrink_on_a_real_instrument() -> None:
     instrument = PowderDiffractometer(**MONO)
     x = instrument.two_theta_deg
-    widths = [
-        fwhm_deg(x, instrument.expected_counts(anatase_sample(s), 1.0), 48.04) for s in (80, 40, 20, 10)
-    ]
+    widths = [fwhm_deg(x, instrument.expected_counts(anatase_sample(s), 1.0), 48.04) for s in (80, 40, 20, 10)]
     assert all(b > a for a, b in zip(widths, widths[1:], strict=False))
     # The TCH width of the instrumental Gaussian and the Scherrer Lorentzian, within 2 %.
     theta = math.radians(48.04 / 2.0)

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from sim_lab.scenarios.base import Parameter, SampleTruth, Scenario
+from sim_lab.scenarios.catalyst import CeriaZirconiaCatalyst
+from sim_lab.scenarios.nanoparticles import CeriaNanoparticles
+from sim_lab.scenarios.ternary import MgZnCeOxideSpread
 from sim_lab.scenarios.tio2 import TiO2Calcination
 
-__all__ = ["SCENARIOS", "Parameter", "SampleTruth", "Scenario", "TiO2Calcination", "get_scenario"]
+__all__ = [
+    "SCENARIOS",
+    "CeriaNanoparticles",
+    "CeriaZirconiaCatalyst",
+    "MgZnCeOxideSpread",
+    "Parameter",
+    "SampleTruth",
+    "Scenario",
+    "TiO2Calcination",
+    "get_scenario",
+]
 
 SCENARIOS: dict[str, type[Scenario]] = {
-    TiO2Calcination.name: TiO2Calcination,
+    scenario.name: scenario
+    for scenario in (TiO2Calcination, CeriaZirconiaCatalyst, MgZnCeOxideSpread, CeriaNanoparticles)
 }
 
 

@@ -10,9 +10,18 @@ from typing import ClassVar
 
 from pymatgen.core import Structure
 
+from sim_lab.saxs import ParticlesInSample
 from sim_lab.xrd import PhaseInSample
 
-__all__ = ["Parameter", "SampleTruth", "Scenario"]
+__all__ = ["Parameter", "SampleTruth", "Scenario", "furnace_duration_s"]
+
+ROOM_TEMPERATURE_C = 25.0
+
+
+def furnace_duration_s(temperature_c: float, dwell_h: float, ramp_c_per_min: float = 10.0) -> float:
+    """Furnace time in seconds: ramp up from room temperature, dwell, ramp down at the same rate."""
+    ramp_s = max(temperature_c - ROOM_TEMPERATURE_C, 0.0) / ramp_c_per_min * 60.0
+    return 2.0 * ramp_s + dwell_h * 3600.0
 
 
 @dataclass(frozen=True)
@@ -34,10 +43,19 @@ class Parameter:
 
 @dataclass(frozen=True)
 class SampleTruth:
-    """What a sample really is: the phases instruments see and the quantities analysis should recover."""
+    """What a sample really is, as each technique sees it, and the quantities analysis should recover.
+
+    Attributes:
+        phases: crystalline phases (powder XRD, PDF).
+        quantities: the named true quantities (objectives and constraints refer to these).
+        particles: particle populations in suspension (SAXS); empty for powders.
+        oxidation_states: edge name (``"Ce_L3"``) -> oxidation-state fractions (XAS); empty if no absorber.
+    """
 
     phases: list[PhaseInSample]
     quantities: dict[str, float] = field(default_factory=dict)
+    particles: list[ParticlesInSample] = field(default_factory=list)
+    oxidation_states: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class Scenario(ABC):
@@ -49,6 +67,8 @@ class Scenario(ABC):
 
     name: ClassVar[str]
     parameters: ClassVar[tuple[Parameter, ...]]
+    techniques: ClassVar[tuple[str, ...]] = ("diffractometer",)
+    """Instrument kinds whose measurements carry information about this scenario's truth."""
 
     def validate(self, conditions: Mapping[str, float]) -> dict[str, float]:
         """Check names and bounds; return conditions as floats, or raise ValueError naming the parameter."""
@@ -72,6 +92,10 @@ class Scenario(ABC):
                 )
             checked[p.name] = value
         return checked
+
+    def synthesis_duration_s(self, conditions: Mapping[str, float]) -> float:
+        """Realistic time to make one sample at ``conditions``, in seconds (default one hour)."""
+        return 3600.0
 
     @abstractmethod
     def quantities(self, conditions: Mapping[str, float]) -> dict[str, float]:

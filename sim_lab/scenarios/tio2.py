@@ -35,7 +35,7 @@ from typing import ClassVar
 from pymatgen.core import Structure
 
 from sim_lab import phases
-from sim_lab.scenarios.base import Parameter, SampleTruth, Scenario
+from sim_lab.scenarios.base import Parameter, SampleTruth, Scenario, furnace_duration_s
 from sim_lab.xrd import PhaseInSample
 
 __all__ = ["TiO2Calcination"]
@@ -101,6 +101,10 @@ class TiO2Calcination(Scenario):
             * math.exp(-self.solute_drag * conditions["dopant_fraction"])
         )
         return _capped_size_nm(math.sqrt(initial_nm**2 + growth_nm2), max_nm)
+
+    def synthesis_duration_s(self, conditions: Mapping[str, float]) -> float:
+        """Box furnace at 10 °C/min up and down, dwelling ``anneal_time_h``."""
+        return furnace_duration_s(float(conditions["anneal_temperature_c"]), float(conditions["anneal_time_h"]))
 
     def microstrain(self, temperature_c: float) -> float:
         """Anatase microstrain (dimensionless), relaxing from 1e-3 at 400 °C towards 1e-4."""
