@@ -55,6 +55,9 @@ class Diffractogram:
             raise ValueError(
                 f"two_theta_deg has {self.two_theta_deg.size} points but counts has {self.counts.size}"
             )
+        bad = int(np.count_nonzero(~np.isfinite(self.counts)) + np.count_nonzero(~np.isfinite(self.two_theta_deg)))
+        if bad:
+            raise ValueError(f"diffractogram has {bad} non-finite values (a corrupted reading)")
         if self.wavelength_angstrom <= 0:
             raise ValueError(f"wavelength_angstrom must be positive, got {self.wavelength_angstrom}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ class SimulatedLab:
         self.tray_dir = Path(tray_dir)
         self.startup_timeout_s = startup_timeout_s
         self.processes: dict[str, subprocess.Popen[str]] = {}
+        self.restarts: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def command(self, instrument: str) -> list[str]:
         sim = self.spec.simulation
@@ -56,29 +59,47 @@ class SimulatedLab:
             str(sim.time_factor),
             "--name",
             instrument,
-        ]
+        ] + (["--faults", sim.faults.model_dump_json()] if sim.faults.enabled else [])
 
     def start(self) -> SimulatedLab:
         self.tray_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
         for name in self.spec.instruments:
-            self.processes[name] = subprocess.Popen(
-                self.command(name), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        deadline = time.monotonic() + self.startup_timeout_s
-        for name, process in self.processes.items():
-            assert process.stdout is not None and process.stderr is not None
-            ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0.0))
-            line = process.stdout.readline() if ready else ""  # "serving <kind> at <address>" once bound
-            if not line.startswith("serving"):
-                if process.poll() is None:
-                    process.kill()
-                error = process.stderr.read().strip().splitlines()
-                self.stop()
-                reason = error[-1] if error else f"no answer within {self.startup_timeout_s:g} s"
-                raise SimulatedLabError(f"simulated instrument {name!r} did not start: {reason}")
+            self.processes[name] = self._launch(name)
+        self._watchdog = threading.Thread(target=self._watch, name="sim-lab-watchdog", daemon=True)
+        self._watchdog.start()
         return self
 
+    def _launch(self, name: str) -> subprocess.Popen[str]:
+        """Start one instrument server and wait until it says it is serving."""
+        process = subprocess.Popen(self.command(name), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None and process.stderr is not None
+        ready, _, _ = select.select([process.stdout], [], [], self.startup_timeout_s)
+        line = process.stdout.readline() if ready else ""  # "serving <kind> at <address>" once bound
+        if not line.startswith("serving"):
+            if process.poll() is None:
+                process.kill()
+            error = process.stderr.read().strip().splitlines()
+            self.stop()
+            reason = error[-1] if error else f"no answer within {self.startup_timeout_s:g} s"
+            raise SimulatedLabError(f"simulated instrument {name!r} did not start: {reason}")
+        return process
+
+    def _watch(self) -> None:
+        """Restart an instrument whose process died, as a lab's watchdog (or its operator) would."""
+        while not self._stopping.wait(0.2):
+            for name, process in list(self.processes.items()):
+                if process.poll() is not None and not self._stopping.is_set():
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    try:
+                        self.processes[name] = self._launch(name)
+                    except SimulatedLabError:
+                        return
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join()
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()

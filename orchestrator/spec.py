@@ -17,6 +17,7 @@ __all__ = [
     "CampaignFileError",
     "CampaignSpec",
     "ConstraintSpec",
+    "FaultsSpec",
     "InstrumentSpec",
     "MeasurementSpec",
     "ObjectiveSpec",
@@ -130,12 +131,33 @@ class AnalysisSpec(_Strict):
     xrd: XRDAnalysisSpec
 
 
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class FaultsSpec(_Strict):
+    """Faults the simulated instruments inject on demand, each with a probability per run."""
+
+    timeout_probability: Probability = 0.0  # the run hangs for hang_s, then fails
+    death_probability: Probability = 0.0  # the instrument's server process dies mid-run (and is restarted)
+    error_probability: Probability = 0.0  # the instrument replies with an error
+    corruption_probability: Probability = 0.0  # the reading comes back corrupted
+    truncation_probability: Probability = 0.0  # the reading comes back cut short
+    drift_probability: Probability = 0.0  # the diffractometer's zero shift steps by drift_step_deg
+    drift_step_deg: Annotated[float, Field(ge=0)] = 0.01
+    hang_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return any(value > 0 for name, value in self.model_dump().items() if name.endswith("_probability"))
+
+
 class SimulationSpec(_Strict):
     """The simulated lab that stands in for hardware with ``crucible run --sim``."""
 
     scenario: str
     seed: int = 0
     time_factor: Annotated[float, Field(ge=0)] = 0.0
+    faults: FaultsSpec = FaultsSpec()
 
 
 class CampaignSpec(_Strict):
