@@ -327,6 +327,48 @@ def mark_bad(
     console.print(f"experiment {index} of {name} marked bad: {reason}")
 
 
+@app.command()
+@_one_line_errors
+def keys(
+    names: Annotated[list[str], typer.Argument(help="Key pair names, e.g. orchestrator xrd-1 viewer.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the key files.")] = Path("keys"),
+) -> None:
+    """Generate CurveZMQ key pairs (NAME.key public, NAME.key_secret private) for instruments and clients."""
+    from instruments.keys import generate_keypair
+
+    for name in names:
+        try:
+            public, secret = generate_keypair(directory, name)
+        except (ValueError, FileExistsError) as error:
+            raise CampaignError(f"key pair {name!r}: {error}") from None
+        console.print(f"{name}: public {public}, secret {secret} (keep the secret file on its own host)")
+
+
+@app.command()
+@_one_line_errors
+def stop(
+    campaign_file: Annotated[Path | None, typer.Argument(help="Campaign file whose instruments to stop.")] = None,
+    all_instruments: Annotated[bool, typer.Option("--all", help="Stop every instrument of the campaign file.")] = False,
+    address: Annotated[list[str] | None, typer.Option("--address", help="An instrument address (repeatable).")] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each instrument.")] = 2.0,
+) -> None:
+    """Emergency stop: halt instruments at once, even those leased by a running campaign."""
+    from instruments.emergency import stop_all
+
+    targets = list(address or [])
+    if campaign_file is not None:
+        if not all_instruments and not targets:
+            raise CampaignError("give --all to stop every instrument of the campaign file, or --address")
+        targets += [spec.address for spec in load_campaign(campaign_file).instruments.values()]
+    if not targets:
+        raise CampaignError("nothing to stop: give a campaign file with --all, or --address ADDRESS")
+    results = stop_all(targets, timeout_s=timeout_s)
+    for target, error in results.items():
+        console.print(f"{target}: {'stopped' if error is None else f'NOT confirmed ({error})'}")
+    if any(error is not None for error in results.values()):
+        raise typer.Exit(2)
+
+
 @app.command("sim")
 @_one_line_errors
 def serve_simulated_lab(

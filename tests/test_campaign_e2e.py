@@ -89,14 +89,25 @@ def test_prefect_flow_runs_the_campaign(tmp_path: Path, prefect_harness: None) -
         runs = [run for run in client.read_flow_runs() if run.name == "flow-demo"]
         assert len(runs) == 1 and runs[0].state is not None and runs[0].state.is_completed()
         task_names = {task.name for task in client.read_task_runs()}
-        assert {"plan-flow-demo-000", "synthesise-flow-demo-000", "characterise-flow-demo-002", "analyse-flow-demo-001"} <= task_names
+        assert {
+            "plan-flow-demo-000",
+            "synthesise-flow-demo-000",
+            "characterise-flow-demo-002",
+            "analyse-flow-demo-001",
+        } <= task_names
         artifacts = {artifact.key for artifact in client.read_artifacts()}
         assert {"flow-demo-experiments", "flow-demo-report"} <= artifacts
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CRUCIBLE, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    return subprocess.run(
+        [*CRUCIBLE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -30,10 +30,28 @@ BUDGET = 10
 
 def start_instrument(kind: str, address: str, events: str, tray: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "sim_lab.serve", "--instrument", kind, "--scenario", "tio2_calcination",
-         "--address", address, "--events-address", events, "--tray", str(tray), "--seed", "3",
-         "--time-factor", "3e-5"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "sim_lab.serve",
+            "--instrument",
+            kind,
+            "--scenario",
+            "tio2_calcination",
+            "--address",
+            address,
+            "--events-address",
+            events,
+            "--tray",
+            str(tray),
+            "--seed",
+            "3",
+            "--time-factor",
+            "3e-5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     assert process.stdout is not None and process.stdout.readline().startswith("serving")
     return process
@@ -79,8 +97,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, prefect_harness: N
     try:
         command = [sys.executable, "-m", "flows.cli", "run", str(campaign_file), "--runs-dir", str(runs_dir)]
         while True:
-            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, text=True)
+            process = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
             deadline = time.monotonic() + (rng.uniform(3.0, 12.0) if kills < KILLS else 600.0)
             while process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)

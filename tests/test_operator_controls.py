@@ -88,7 +88,10 @@ def test_pause_then_resume_and_a_budget_raised_from_another_process(tmp_path: Pa
 
         result = subprocess.run(
             [sys.executable, "-m", "flows.cli", "budget", "pausing", "8", "--db", url],
-            capture_output=True, text=True, cwd=ROOT, timeout=120,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         resumed = Campaign.open(spec, Store(url), lab, resume=True)

@@ -10,8 +10,8 @@ import pytest
 from agents.planner import (
     BoTorchPlanner,
     ExhaustedError,
-    Observation,
     ObjectiveSpec,
+    Observation,
     OutcomeConstraintSpec,
     ParameterSpec,
     Planner,
@@ -152,3 +152,7 @@ def test_make_planner_names_and_baselines_share_protocol():
     assert [p.strategy for p in sobol.ask(8)] == ["sobol"] * 8
     with pytest.raises(ValueError, match="unknown planner"):
         make_planner("ax", parameters=BRANIN_SPACE, objectives=[ObjectiveSpec("y")])
+    by_path = make_planner(
+        "agents.planner.baselines:RandomPlanner", parameters=BRANIN_SPACE, objectives=[ObjectiveSpec("y")]
+    )
+    assert by_path.ask()[0].strategy == "random"

@@ -14,8 +14,8 @@ from agents.planner import (
     CostSpec,
     LinearConstraintSpec,
     MeasurementSpec,
-    Observation,
     ObjectiveSpec,
+    Observation,
     OutcomeConstraintSpec,
     ParameterSpec,
     RandomPlanner,
@@ -66,7 +66,9 @@ def test_composition_sum_to_one_respected_by_every_proposal():
     params = [ParameterSpec(n, 0.0, 1.0) for n in ("Fe", "Co", "Ni")]
     simplex = LinearConstraintSpec(("Fe", "Co", "Ni"), (1.0, 1.0, 1.0), "==", 1.0)
     cap = LinearConstraintSpec(("Ni",), (1.0,), "<=", 0.6)
-    planner = BoTorchPlanner(params, [ObjectiveSpec("y")], seed=0, n_initial=4, linear_constraints=[simplex, cap], **FAST)
+    planner = BoTorchPlanner(
+        params, [ObjectiveSpec("y")], seed=0, n_initial=4, linear_constraints=[simplex, cap], **FAST
+    )
     props = run(planner, lambda c: Observation(c, {"y": c["Fe"] * c["Co"] + 0.3 * c["Ni"]}), steps=4, n=2)
     assert props[0].strategy == "polytope" and props[-1].strategy == "qLogNEI"
     for p in props:
@@ -78,7 +80,9 @@ def test_finite_candidate_set_of_100k_never_repeats_and_is_fast():
     g = torch.Generator().manual_seed(0)
     X = torch.rand(100_000, 2, generator=g, dtype=torch.double)
     candidates = [{"x1": float(a), "x2": float(b)} for a, b in X.tolist()]
-    planner = BoTorchPlanner(UNIT2, [ObjectiveSpec("y", "minimize")], seed=0, n_initial=4, candidates=candidates, **FAST)
+    planner = BoTorchPlanner(
+        UNIT2, [ObjectiveSpec("y", "minimize")], seed=0, n_initial=4, candidates=candidates, **FAST
+    )
     allowed = {key(c) for c in candidates}
 
     def f(c):
@@ -128,12 +132,12 @@ def test_failed_experiments_are_learned_as_a_feasibility_constraint():
         return Observation(c, {"y": c["x1"] + 0.2 * c["x2"]})
 
     planner = BoTorchPlanner(UNIT2, [ObjectiveSpec("y")], seed=0, n_initial=6, **FAST)
-    props = run(planner, f, steps=10)
+    props = run(planner, f, steps=14)
     bo = props[6:]
-    assert all("feasibility" in p.predicted for p in bo)
-    assert sum(p.conditions["x1"] <= 0.55 for p in bo) >= 8
+    assert all(0.0 <= p.predicted["feasibility"][0] <= 1.0 for p in bo)
+    assert sum(p.conditions["x1"] <= 0.6 for p in bo) >= 6  # Sobol alone: 50 % would fail
     best = best_observed(planner.observations, planner.problem.objectives)
-    assert best.outcomes["y"] > 0.55
+    assert best.outcomes["y"] > 0.6
 
 
 def test_cost_aware_prefers_cheap_region_of_equal_value():
@@ -146,29 +150,35 @@ def test_cost_aware_prefers_cheap_region_of_equal_value():
     params = [ParameterSpec("t", 0.0, 1.0, unit="h")]
     cost = CostSpec(fixed=1.0, per_unit=(("t", 20.0),))
     planner = BoTorchPlanner(params, [ObjectiveSpec("y")], seed=0, n_initial=4, cost=cost, **FAST)
-    props = run(planner, f, steps=6)
+    props = run(planner, f, steps=10)
     assert {p.strategy for p in props[4:]} == {"qLogNEI/cost"}
     assert sum(p.conditions["t"] < 0.5 for p in props[4:]) >= 5
 
 
 def test_measurement_choice_by_information_per_cost():
     m = MeasurementSpec("scan", ("fast", "slow"), costs=(1.0, 10.0), noise_variances=(0.04, 1e-4))
-    planner = BoTorchPlanner([ParameterSpec("x", 0.0, 1.0)], [ObjectiveSpec("y")], seed=0, n_initial=3, measurement=m, **FAST)
+    planner = BoTorchPlanner(
+        [ParameterSpec("x", 0.0, 1.0)], [ObjectiveSpec("y")], seed=0, n_initial=3, measurement=m, **FAST
+    )
     first = planner.ask()[0]
     assert first.conditions["scan"] == "fast"  # no model yet: cheapest
     planner.tell([Observation({"x": x, "scan": "fast"}, {"y": math.sin(5 * x)}) for x in (0.0, 0.2, 0.5, 0.8, 1.0)])
     p = planner.ask()[0]
-    assert p.conditions["scan"] in ("fast", "slow") and p.strategy == "qLogNEI"
-    # with precise data everywhere and tiny posterior variance, the cheap scan is worth more per cost
+    # while the model is unsure (posterior variance ~ fast-scan noise), screening with the cheap scan pays most
+    assert p.strategy == "qLogNEI" and p.predicted["y"][1] ** 2 > 0.01 and p.conditions["scan"] == "fast"
+    # once it is known to within the fast scan's noise, only the precise scan still informs
     dense = [Observation({"x": i / 40, "scan": "slow"}, {"y": math.sin(5 * i / 40)}) for i in range(41)]
     planner.tell(dense)
-    assert planner.ask()[0].conditions["scan"] == "fast"
+    p = planner.ask()[0]
+    assert p.predicted["y"][1] ** 2 < 0.04 and p.conditions["scan"] == "slow"
 
 
 def test_fixed_values_are_used_by_every_proposal():
     params = UNIT2 + [ParameterSpec("batch", kind="categorical", choices=("A", "B"))]
     planner = BoTorchPlanner(params, [ObjectiveSpec("y")], seed=0, n_initial=3, **FAST)
-    props = run(planner, lambda c: Observation(c, {"y": c["x1"] - c["x2"]}), steps=4, n=2, fixed={"batch": "B", "x2": 0.25})
+    props = run(
+        planner, lambda c: Observation(c, {"y": c["x1"] - c["x2"]}), steps=4, n=2, fixed={"batch": "B", "x2": 0.25}
+    )
     assert all(p.conditions["batch"] == "B" and p.conditions["x2"] == pytest.approx(0.25) for p in props)
 
 
@@ -211,3 +221,25 @@ def test_outcome_constraint_on_unobserved_failure_does_not_crash():
     planner.tell([Observation({"x1": 0.1, "x2": 0.1}, {}, failed=True)] * 3)
     props = planner.ask(2)
     assert [p.strategy for p in props] == ["sobol", "sobol"]
+
+
+def test_log_scaled_parameter_is_searched_in_log_space():
+    planner = BoTorchPlanner(
+        [ParameterSpec("t", 0.01, 100.0, log_scale=True, unit="h")], [ObjectiveSpec("y")], seed=0, n_initial=4, **FAST
+    )
+    run(planner, lambda c: Observation(c, {"y": -(math.log10(c["t"]) ** 2)}), steps=8)
+    best = best_observed(planner.observations, planner.problem.objectives)
+    assert 0.7 < best.conditions["t"] < 1.4
+
+
+def test_resume_with_failures_and_pending_gives_the_same_next_proposals():
+    def f(c):
+        return Observation(c, {}, failed=True) if c["x1"] > 0.7 else Observation(c, {"y": c["x1"] * c["x2"]})
+
+    a = BoTorchPlanner(UNIT2, [ObjectiveSpec("y")], seed=5, n_initial=5, **FAST)
+    run(a, f, steps=7)
+    pending = [p.conditions for p in a.ask(2)]
+    b = BoTorchPlanner.from_state_dict(a.state_dict())
+    pa, pb = a.ask(2, pending=pending), b.ask(2, pending=pending)
+    assert [p.conditions for p in pa] == [p.conditions for p in pb]
+    assert all(key(p.conditions) not in {key(c) for c in pending} for p in pa)

@@ -71,9 +71,29 @@ def test_linear_equality_design_sums_to_one():
         lambda: ParameterSpec("x", 0.5, 2.0, kind="integer"),
         lambda: ObjectiveSpec("y", "target"),
         lambda: SearchSpace([ParameterSpec("x", 0.0, 1.0)] * 2),
-        lambda: SearchSpace([ParameterSpec("x", 1.0, 9.0, log_scale=True)], [LinearConstraintSpec(("x",), (1,), "<=", 2)]),
+        lambda: SearchSpace(
+            [ParameterSpec("x", 1.0, 9.0, log_scale=True)], [LinearConstraintSpec(("x",), (1,), "<=", 2)]
+        ),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_spec_error(make):
     with pytest.raises(SpecError):
         make()
+
+
+def test_public_names_are_exported_and_the_state_is_plain_json():
+    import json
+
+    import numpy as np
+
+    import agents.planner as planner_pkg
+    from agents.planner import BoTorchPlanner, Observation
+
+    for name in planner_pkg.__all__:
+        assert getattr(planner_pkg, name) is not None
+    p = BoTorchPlanner(MIXED, [ObjectiveSpec("y")], seed=0)
+    c = {"T": np.float64(500.0), "t": 2.0, "n": np.int64(2), "m": 7, "precursor": "nitrate"}
+    p.tell([Observation(c, {"y": np.float64(1.5)})])
+    state = json.loads(json.dumps(p.state_dict()))
+    assert state["observations"][0]["conditions"]["n"] == 2
+    assert BoTorchPlanner.from_state_dict(state).observations[0].outcomes == {"y": 1.5}
