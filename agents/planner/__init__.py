@@ -6,6 +6,7 @@ Data flows one way: `types` (specs, observations, proposals) -> `space` (encodin
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from agents.planner.baselines import RandomPlanner, SobolPlanner
@@ -50,9 +51,10 @@ __all__ = [
     "make_planner",
     "pareto_front",
     "planner_from_state_dict",
+    "register_planner",
 ]
 
-PLANNERS: dict[str, type[BoTorchPlanner]] = {
+PLANNERS: dict[str, type] = {
     "botorch": BoTorchPlanner,
     "random": RandomPlanner,
     "sobol": SobolPlanner,
@@ -60,17 +62,37 @@ PLANNERS: dict[str, type[BoTorchPlanner]] = {
 """Planner classes by name; `make_planner` looks names up here."""
 
 
+def register_planner(name: str, cls: type) -> None:
+    """Make a planner class available to `make_planner` (and campaign files) under ``name``."""
+    PLANNERS[name] = cls
+
+
 def make_planner(name: str, **kwargs: Any) -> Planner:
-    """Build a planner by name (``"botorch"``, ``"random"``, ``"sobol"``) with the `BoTorchPlanner` arguments.
+    """Build a planner by name with the `BoTorchPlanner` arguments.
+
+    Args:
+        name: ``"botorch"``, ``"random"``, ``"sobol"``, a name given to `register_planner`, or an import path
+            ``"package.module:ClassName"`` of any class whose instances satisfy `Planner` (Ax, BayBE, a
+            user's own).
+        kwargs: Passed to the class (``parameters``, ``objectives``, ``constraints``, ``seed``, ...).
 
     Example:
         >>> make_planner("sobol", parameters=[ParameterSpec("T", 0.0, 1.0)], objectives=[ObjectiveSpec("y")])
     """
-    try:
+    if name in PLANNERS:
         cls = PLANNERS[name]
-    except KeyError:
-        raise SpecError(f"unknown planner {name!r}; choose from {sorted(PLANNERS)}") from None
-    return cls(**kwargs)
+    elif ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise SpecError(f"cannot import planner {name!r}: {e}") from None
+    else:
+        raise SpecError(f"unknown planner {name!r}; choose from {sorted(PLANNERS)} or give 'module:Class'")
+    planner = cls(**kwargs)
+    if not isinstance(planner, Planner):
+        raise SpecError(f"{name!r} does not implement the Planner protocol (tell / ask)")
+    return planner
 
 
 def planner_from_state_dict(state: dict[str, Any]) -> Planner:
@@ -78,4 +100,4 @@ def planner_from_state_dict(state: dict[str, Any]) -> Planner:
     kind = state.get("kind")
     if kind not in PLANNERS:
         raise SpecError(f"unknown planner kind {kind!r} in state")
-    return PLANNERS[kind].from_state_dict(state)
+    return PLANNERS[kind].from_state_dict(state)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
+from botorch.models.model import Model
 from botorch.utils.multi_objective.hypervolume import infer_reference_point
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from torch import Tensor
@@ -21,8 +22,10 @@ from agents.planner.types import ObjectiveSpec, OutcomeConstraintSpec
 
 __all__ = [
     "FEASIBILITY",
-    "CostWeightedAcquisition",
+    "AdjustedLogAcquisition",
     "OutcomeLayout",
+    "cost_adjustment",
+    "feasibility_floor",
     "make_constraints",
     "make_multi_objective",
     "make_single_objective",
@@ -103,10 +106,8 @@ def reference_point(objectives: Sequence[ObjectiveSpec], observed_utilities: Ten
     """The hypervolume reference point in utility space, a ``k``-dim tensor.
 
     Given ``ObjectiveSpec.reference`` values are mapped to utility (``y``, ``-y`` or ``-(y - target)^2``);
-    missing
-    ones are inferred from the Pareto front of ``observed_utilities`` (``n x k``, feasible points) with
-    BoTorch's
-    ``infer_reference_point`` (the nadir pushed out by 10 % of the range).
+    missing ones are inferred from the Pareto front of ``observed_utilities`` (``n x k``, feasible points)
+    with BoTorch's ``infer_reference_point`` (the nadir pushed out by 10 % of the range).
     """
     k = len(objectives)
     inferred = torch.zeros(k, dtype=torch.double)
@@ -119,29 +120,26 @@ def reference_point(objectives: Sequence[ObjectiveSpec], observed_utilities: Ten
     return torch.tensor(ref, dtype=torch.double)
 
 
-class CostWeightedAcquisition(AcquisitionFunction):
-    """Divide a log-scale acquisition by the cost of the batch: ``log a(X) - alpha * log(sum_i cost(x_i))``.
+class AdjustedLogAcquisition(AcquisitionFunction):
+    """A log-scale acquisition plus an additive log-factor: ``log a(X) + adjust(X)``.
 
-    This is expected improvement per unit cost (Snoek et al., 2012) for the LogEI family, where dividing by
-    the
-    cost is subtracting its logarithm.
+    Used for expected improvement per unit cost (Snoek et al., 2012), ``adjust = -alpha log(sum_i cost(x_i))``,
+    and for a floor on the probability that an experiment works, ``adjust = sum_i log sigmoid((P_i - p_min) / s)``.
 
     Args:
         acq_function: A log-scale acquisition function mapping ``b x q x d`` to ``b``.
-        log_cost: Maps ``b x q x d`` encoded points to their log cost ``b x q``.
-        alpha: Cost exponent (1 = plain per-unit-cost; smaller softens the cost penalty).
+        adjust: Maps ``b x q x d`` encoded points to a ``b`` log-factor.
     """
 
     _log = True
 
-    def __init__(self, acq_function: AcquisitionFunction, log_cost: Callable[[Tensor], Tensor], alpha: float = 1.0):
+    def __init__(self, acq_function: AcquisitionFunction, adjust: Callable[[Tensor], Tensor]) -> None:
         super().__init__(model=acq_function.model)
         self.acq_function = acq_function
-        self.log_cost = log_cost
-        self.alpha = alpha
+        self.adjust = adjust
 
     def forward(self, X: Tensor) -> Tensor:
-        return self.acq_function(X) - self.alpha * torch.logsumexp(self.log_cost(X), dim=-1)
+        return self.acq_function(X) + self.adjust(X)
 
     def set_X_pending(self, X_pending: Tensor | None = None) -> None:
         self.acq_function.set_X_pending(X_pending)
@@ -149,3 +147,25 @@ class CostWeightedAcquisition(AcquisitionFunction):
     @property
     def X_pending(self) -> Tensor | None:  # type: ignore[override]
         return self.acq_function.X_pending
+
+
+def cost_adjustment(log_cost: Callable[[Tensor], Tensor], alpha: float) -> Callable[[Tensor], Tensor]:
+    """``X -> -alpha * log(sum_i cost(x_i))`` for ``log_cost`` mapping ``b x q x d`` to ``b x q``."""
+    return lambda X: -alpha * torch.logsumexp(log_cost(X), dim=-1)
+
+
+def feasibility_floor(model: Model, p_min: float, softness: float = 0.02) -> Callable[[Tensor], Tensor]:
+    """``X -> sum_i log sigmoid((P(success | x_i) - p_min) / softness)`` for a probit classifier ``model``.
+
+    ``P(success | x) = Phi(mu / sqrt(1 + sigma^2))`` from the latent posterior. The floor stops the planner from
+    probing regions the classifier already believes fail, where constrained EI alone keeps probing because the
+    objective model extrapolates improvement into them.
+    """
+
+    def adjust(X: Tensor) -> Tensor:
+        post = model.posterior(X)
+        mu, var = post.mean[..., 0], post.variance[..., 0]
+        p = torch.special.ndtr(mu / (1 + var).sqrt())
+        return torch.nn.functional.logsigmoid((p - p_min) / softness).sum(-1)
+
+    return adjust

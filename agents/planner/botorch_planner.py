@@ -1,10 +1,9 @@
 """The BoTorch planner: space-filling start, then GP surrogates and (log) noisy expected improvement.
 
 One ``ask`` runs, in order: encode told data and pending points (`space`), draw the initial design while
-fewer than
-``n_initial`` experiments exist (`design`), fit GPs (`models`), build the acquisition (`acquisition`),
-optimise it
-over the continuous, mixed or finite space, decode, and attach the model's predictions.
+fewer than ``n_initial`` experiments exist (`design`), fit GPs (`models`), build the acquisition
+(`acquisition`), optimise it over the continuous, mixed or finite space, decode, and attach the model's
+predictions.
 """
 
 from __future__ import annotations
@@ -28,11 +27,18 @@ from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - optional
+    threadpool_limits = None
+
 from agents.planner import persistence
 from agents.planner.acquisition import (
     FEASIBILITY,
-    CostWeightedAcquisition,
+    AdjustedLogAcquisition,
     OutcomeLayout,
+    cost_adjustment,
+    feasibility_floor,
     make_constraints,
     make_multi_objective,
     make_single_objective,
@@ -171,8 +177,7 @@ class BoTorchPlanner:
         return tuple(self._observations)
 
     def tell(self, observations: Sequence[Observation]) -> None:
-        """Add observations (successful or failed). Conditions outside the current bounds are kept and
-        used."""
+        """Add observations (successful or failed); conditions outside the current bounds are kept and used."""
         for o in observations:
             if not isinstance(o, Observation):
                 raise ObservationError(f"tell expects Observation objects, got {type(o).__name__}")
@@ -220,14 +225,14 @@ class BoTorchPlanner:
             n_design = request.n if training is None else min(max(cfg.n_initial - k, 0), request.n)
             X_new, strategies = self._design(k, n_design, fixed, avoid)
             values: list[float | None] = [None] * n_design
-            model = None
+            model = feas_model = None
             if training is not None:
                 feas = training.feasibility
                 feas_model = None if feas is None else fit_feasibility_model(feas.X, feas.Y)
                 model = self.model = fit_outcome_model(training.data, space.categorical_dims, feas_model)
             if n_design < request.n:
                 assert training is not None and model is not None
-                acqf, label = self._acquisition(model, training, torch.cat([X_pending, X_new]), encoded)
+                acqf, label = self._acquisition(model, training, torch.cat([X_pending, X_new]), encoded, feas_model)
                 X_bo, v_bo = self._optimize(acqf, request.n - n_design, fixed, torch.cat([avoid, X_new]))
                 X_new = torch.cat([X_new, X_bo])
                 strategies += [label if v is not None else self.design.strategy + "-fallback" for v in v_bo]
@@ -280,8 +285,7 @@ class BoTorchPlanner:
         return _Training(layout, tuple(data), feasibility, X_base, Y_base, scales)
 
     def _variance(self, o: Observation, name: str) -> float | None:
-        """The noise variance of outcome ``name`` in ``o``: reported, or the noise of its measurement
-        level."""
+        """The noise variance of outcome ``name`` in ``o``: as reported, else that of its measurement level."""
         if o.variances and name in o.variances:
             return float(o.variances[name])
         m = self.problem.measurement
@@ -290,8 +294,7 @@ class BoTorchPlanner:
         return None
 
     def _level_noise(self, name: str) -> list[float]:
-        """Noise variance of outcome ``name`` at each measurement level: median reported, else the spec's
-        prior."""
+        """Noise variance of ``name`` per measurement level: the median reported one, else the prior."""
         m = self.problem.measurement
         assert m is not None
         out = []
@@ -346,7 +349,12 @@ class BoTorchPlanner:
 
     # ------------------------------------------------------------------ acquisition
     def _acquisition(
-        self, model: Model, training: _Training, X_pending: Tensor, encoded: list[tuple[Observation, Tensor]]
+        self,
+        model: Model,
+        training: _Training,
+        X_pending: Tensor,
+        encoded: list[tuple[Observation, Tensor]],
+        feasibility: Model | None = None,
     ) -> tuple[AcquisitionFunction, str]:
         problem, cfg = self.problem, self.config
         layout = training.layout
@@ -393,8 +401,10 @@ class BoTorchPlanner:
         if problem.cost is not None:
             log_cost = make_log_cost(problem.cost, self.space, encoded)
             if log_cost is not None:
-                acqf = CostWeightedAcquisition(acqf, log_cost, problem.cost.alpha)
+                acqf = AdjustedLogAcquisition(acqf, cost_adjustment(log_cost, problem.cost.alpha))
                 label += "/cost"
+        if feasibility is not None and cfg.min_feasibility > 0:
+            acqf = AdjustedLogAcquisition(acqf, feasibility_floor(feasibility, cfg.min_feasibility))
         return acqf, label
 
     def _reference_point(self, training: _Training) -> Tensor:
@@ -415,8 +425,7 @@ class BoTorchPlanner:
 
         Returns:
             A ``q x d`` tensor and the acquisition value of each point (``None`` for a design fallback used
-            when
-            the optimiser could only return repeats).
+            when the optimiser could only return repeats).
         """
         base_pending = acqf.X_pending
         chosen: list[Tensor] = []
@@ -426,6 +435,7 @@ class BoTorchPlanner:
             warnings.simplefilter("ignore", OptimizationWarning)
             warnings.simplefilter("ignore", NumericsWarning)
             warnings.simplefilter("ignore", BotorchWarning)
+            warnings.filterwarnings("ignore", message="Optimization failed", category=RuntimeWarning)
             for _ in range(q):
                 if chosen:
                     extra = torch.stack(chosen)
@@ -580,14 +590,22 @@ class BoTorchPlanner:
 
 @contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
-    """Set torch's intra-op thread count for the block and restore it afterwards."""
+    """Limit torch's intra-op threads and BLAS threads (scipy's L-BFGS-B) for the block, then restore them.
+
+    On a shared machine, idle BLAS / OpenMP workers spin-wait; for the small matrices of a campaign one thread
+    is several times faster.
+    """
     if n is None:
         yield
         return
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        if threadpool_limits is None:
+            yield
+        else:
+            with threadpool_limits(limits=n, user_api="blas"):
+                yield
     finally:
         torch.set_num_threads(before)
 

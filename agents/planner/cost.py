@@ -36,10 +36,8 @@ def make_log_cost(
     """Build ``log_cost(X)`` mapping encoded ``b x q x d`` points to ``b x q`` log costs.
 
     A known cost (``fixed``, ``per_unit``, ``per_choice``) is evaluated exactly; a learned one (``outcome``)
-    is the
-    posterior mean of a GP on ``log(cost)`` fitted to the successful observations that report it. Returns
-    ``None``
-    when a learned cost has fewer than two observations yet.
+    is the posterior mean of a GP on ``log(cost)`` fitted to the successful observations that report it.
+    Returns ``None`` when a learned cost has fewer than two observations yet.
     """
     if spec.outcome is not None:
         rows = [

@@ -1,8 +1,7 @@
 """Space-filling designs: deterministic, prefix-consistent point sequences in the encoded search space.
 
 Point ``k`` of a design depends only on ``(seed, k)``, so a planner that counts told and pending experiments
-can
-resume the same sequence after a restart.
+can resume the same sequence after a restart.
 """
 
 from __future__ import annotations
@@ -48,8 +47,7 @@ class Design:
             start: Index of the first point (``>= 0``).
             n: Number of points.
             fixed_features: ``{column: encoded value}`` to impose; with linear constraints on a fixed column
-                the
-                points are re-drawn from the constrained slice (still deterministic in ``seed`` and
+                the points are re-drawn from the constrained slice (still deterministic in ``seed`` and
                 ``start``).
         """
         fixed_features = fixed_features or {}

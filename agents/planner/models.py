@@ -13,8 +13,11 @@ from botorch.models import ModelListGP, SingleTaskGP, SingleTaskVariationalGP
 from botorch.models.gp_regression_mixed import MixedSingleTaskGP
 from botorch.models.model import Model
 from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.kernels import ScaleKernel
 from gpytorch.likelihoods import BernoulliLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood, VariationalELBO
+from gpytorch.priors import GammaPrior
 from torch import Tensor
 
 from agents.planner.errors import SpecError
@@ -33,8 +36,7 @@ class OutcomeData:
         X: An ``n x d`` tensor of encoded inputs.
         Y: An ``n x 1`` tensor of observed values, original units.
         Yvar: An ``n x 1`` tensor of observation noise variances (squared original units), or ``None`` to
-            infer
-            a homoscedastic noise level.
+            infer a homoscedastic noise level.
     """
 
     name: str
@@ -59,10 +61,8 @@ def fit_outcome_model(
 
     Outcomes are standardised (``Standardize``, which also rescales ``Yvar``), so posteriors come back in
     original units. When every outcome is observed at the same inputs and all or none carry variances, a
-    single
-    batched multi-output GP is fitted (cheaper posteriors); otherwise a ``ModelListGP``. Categorical columns
-    use
-    ``MixedSingleTaskGP``'s categorical kernel.
+    single batched multi-output GP is fitted (cheaper posteriors); otherwise a ``ModelListGP``. Categorical
+    columns use ``MixedSingleTaskGP``'s categorical kernel.
 
     Args:
         data: ``m`` outcome data sets, in output order.
@@ -111,8 +111,18 @@ def fit_feasibility_model(X: Tensor, success: Tensor, max_inducing: int = 128) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InputDataWarning)
         warnings.simplefilter("ignore", OptimizationWarning)
+        # An outputscale lets the latent grow well beyond +-2 where every experiment failed (or worked): the
+        # unscaled default caps P(success) near Phi(-2) however many failures are seen.
+        covar = ScaleKernel(
+            get_covar_module_with_dim_scaled_prior(ard_num_dims=X.shape[-1]), outputscale_prior=GammaPrior(2.0, 0.15)
+        )
         model = SingleTaskVariationalGP(
-            X, success, likelihood=BernoulliLikelihood(), inducing_points=inducing, learn_inducing_points=False
+            X,
+            success,
+            likelihood=BernoulliLikelihood(),
+            covar_module=covar,
+            inducing_points=inducing,
+            learn_inducing_points=False,
         )
         fit_gpytorch_mll(VariationalELBO(model.likelihood, model.model, num_data=n))
     return model

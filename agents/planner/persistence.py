@@ -3,6 +3,7 @@ deterministically)."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields
 from typing import Any
@@ -37,20 +38,29 @@ def dump_state(
         "linear_constraints": [asdict(c) for c in problem.linear_constraints],
         "candidates": None
         if problem.candidates is None
-        else {"names": names, "rows": [[c[n] for n in names] for c in problem.candidates]},
+        else {"names": names, "rows": [[_plain(c[n]) for n in names] for c in problem.candidates]},
         "measurement": None if problem.measurement is None else asdict(problem.measurement),
         "cost": None if problem.cost is None else asdict(problem.cost),
         "config": asdict(config),
         "observations": [
             {
-                "conditions": dict(o.conditions),
-                "outcomes": dict(o.outcomes),
-                "variances": None if o.variances is None else dict(o.variances),
-                "failed": o.failed,
+                "conditions": {k: _plain(v) for k, v in o.conditions.items()},
+                "outcomes": {k: float(v) for k, v in o.outcomes.items()},
+                "variances": None if o.variances is None else {k: float(v) for k, v in o.variances.items()},
+                "failed": bool(o.failed),
             }
             for o in observations
         ],
     }
+
+
+def _plain(v: Any) -> str | int | float:
+    """A JSON-native copy of a condition value (numpy scalars become Python numbers)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    return float(v)
 
 
 def load_state(state: Mapping[str, Any]) -> tuple[str, PlanningProblem, PlannerConfig, list[Observation]]:

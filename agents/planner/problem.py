@@ -122,6 +122,8 @@ class PlannerConfig:
         allow_repeats: Allow proposing conditions that were already told (replicates).
         max_enumerate: Fully discrete spaces up to this many points are enumerated as a finite candidate set.
         candidate_batch: Candidates evaluated per batch when choosing from a finite set.
+        min_feasibility: Floor on the classifier's probability that an experiment works (once some failed):
+            the acquisition is multiplied by a steep sigmoid in ``P(success) - min_feasibility``.
         num_threads: torch intra-op threads while asking (restored afterwards); ``1`` is fastest for the small
             GPs of a lab campaign and avoids spin-waiting on a shared machine; ``None`` keeps torch's setting.
     """
@@ -136,6 +138,7 @@ class PlannerConfig:
     max_enumerate: int = 20_000
     candidate_batch: int = 2048
     num_threads: int | None = 1
+    min_feasibility: float = 0.25
 
     def __post_init__(self) -> None:
         if self.n_initial < 0:
@@ -145,6 +148,8 @@ class PlannerConfig:
                 raise SpecError(f"{attr} must be >= 1, got {getattr(self, attr)}")
         if self.num_threads is not None and self.num_threads < 1:
             raise SpecError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if not 0.0 <= self.min_feasibility < 1.0:
+            raise SpecError(f"min_feasibility must be in [0, 1), got {self.min_feasibility}")
         if self.mode not in ("optimize", "explore"):
             raise SpecError(f"mode must be 'optimize' or 'explore', got {self.mode!r}")
 

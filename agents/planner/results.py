@@ -58,8 +58,7 @@ def best_observed(
     """The best feasible observation, or the least infeasible one if none is feasible.
 
     With one objective the best is the largest utility (``y``, ``-y`` or ``-(y - target)^2``). With several,
-    it is
-    the Pareto-optimal observation that maximises the smallest min-max-normalised utility (the Chebyshev
+    it is the Pareto-optimal observation that maximises the smallest min-max-normalised utility (the Chebyshev
     compromise with equal weights). Failed observations and those missing an objective are never returned;
     ``None`` when nothing usable exists.
     """

@@ -160,18 +160,15 @@ class MeasurementSpec:
     """A choice of how to measure (a fidelity), traded against its cost.
 
     Each level measures the same quantity with a different noise: a fast low-count scan is noisy and cheap, a
-    slow
-    high-count scan is precise and expensive. The planner picks the level with the largest expected
-    information
-    gain per unit cost at the chosen conditions.
+    slow high-count scan is precise and expensive. The planner picks the level with the largest expected
+    information gain per unit cost at the chosen conditions.
 
     Args:
         name: Name under which the choice is returned in ``Proposal.conditions``.
         levels: Level names, e.g. ``("fast", "slow")``.
         costs: Cost of one measurement at each level (any consistent unit, e.g. minutes), all > 0.
         noise_variances: Prior noise variance of each objective outcome at each level, in squared outcome
-            units;
-            replaced by the median of observed ``Observation.variances`` at that level once available.
+            units; replaced by the median of observed ``Observation.variances`` at that level once available.
     """
 
     name: str
