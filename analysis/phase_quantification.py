@@ -2,7 +2,8 @@
 
 A Rietveld-like whole-pattern fit (scipy ``least_squares``): per phase a scale factor, the free lattice
 parameters, the crystallite size and the microstrain; globally a zero shift and a Chebyshev background. Weight
-fractions follow from the scale factors by the Hill-Howard relation w_p = S_p (m V)_p / Σ_i S_i (m V)_i, with m the unit-cell mass and V its volume.
+fractions follow from the scale factors by the Hill-Howard relation w_p = S_p (m V)_p / Σ_i S_i (m V)_i, with m
+the unit-cell mass and V its volume.
 Uncertainties come from the fit's covariance, (JᵀJ)⁻¹ scaled by the reduced χ², propagated to every quantity.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from numpy.polynomial import chebyshev
 from numpy.typing import NDArray
 from scipy.optimize import least_squares, nnls
+from threadpoolctl import threadpool_limits
 
 from analysis.powder_model import Radiation, ReferencePhase, free_lattice_parameters, phase_pattern
 from instruments.readings import Diffractogram
@@ -128,6 +130,18 @@ def quantify_phases(
     Raises:
         ValueError: if the pattern has too few points for the number of refined parameters.
     """
+    # The fit's matrices are small (n x ~20 parameters): one BLAS thread is fastest. Many threads contending for
+    # two cores while instruments and other analyses ran made each SVD of the fit ~100 times slower.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _quantify_phases(pattern, references, caglioti_uvw_deg2, background_terms)
+
+
+def _quantify_phases(
+    pattern: Diffractogram,
+    references: Sequence[ReferencePhase],
+    caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
+    background_terms: int = 6,
+) -> PhaseQuantification:
     radiation = radiation_of(pattern)
     x, y = pattern.two_theta_deg, pattern.counts
     sigma = np.sqrt(np.maximum(y, 1.0))
