@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/crucible run examples/tio2_anneal.yaml --sim --runs-dir runs/demo --fresh
 
+# tests/test_prefect_ui.py drives the Prefect UI in headless Chromium (a Debian package, not a wheel).
 test: $(STAMP)
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y chromium chromium-driver) \
+		|| echo "could not install chromium: tests/test_prefect_ui.py will fail and say how to install it"
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

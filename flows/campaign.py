@@ -29,7 +29,7 @@ from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, bes
 from orchestrator.lab import Lab  # noqa: E402
 from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
-from orchestrator.store import ExperimentStatus, Store  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
 
 __all__ = ["campaign_flow", "observing"]
 
@@ -134,15 +134,7 @@ def campaign_flow(
         Scheduler(campaign, PrefectExecutor()).run()
         campaign.finish()
         _publish_artifacts(campaign)
-        best = campaign.best()
-        experiments = campaign.experiments()
-        summary = {
-            "campaign_id": campaign.id,
-            "experiments": len(experiments),
-            "failed": sum(e.status == ExperimentStatus.FAILED for e in experiments),
-            "best_conditions": best.conditions if best else None,
-            "best_outcomes": best.outcomes if best else None,
-        }
+        summary = campaign.summary()
     store.close()
     return summary
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from flows.scale_cli import scale_app
 from instruments.errors import InstrumentError
 from orchestrator.campaign import Campaign, CampaignError, CampaignEvent
 from orchestrator.lab import Lab
@@ -29,6 +30,7 @@ from orchestrator.spec import CampaignFileError, CampaignSpec, load_campaign, pa
 from orchestrator.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Crucible: autonomous self-driving-lab campaigns.")
+app.add_typer(scale_app)  # crucible server | worker | deploy: scale-out on Prefect's server, pools and workers
 console = Console()
 errors = Console(stderr=True)
 

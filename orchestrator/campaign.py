@@ -370,6 +370,18 @@ class Campaign:
             return None
         return max(feasible, key=lambda e: objective_value(self.spec, e.outcomes))
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary: the campaign's id, counts and best result so far."""
+        experiments = self.experiments()
+        best = self.best()
+        return {
+            "campaign_id": self.id,
+            "experiments": len(experiments),
+            "failed": sum(e.status == ExperimentStatus.FAILED for e in experiments),
+            "best_conditions": best.conditions if best else None,
+            "best_outcomes": best.outcomes if best else None,
+        }
+
     def finish(self) -> None:
         """Mark the campaign finished once its budget is spent and nothing is under way."""
         self.refresh()
