@@ -6,7 +6,8 @@ Real and simulated instruments look the same from here: an address that answers 
 from __future__ import annotations
 
 from instruments.client import InstrumentClient
-from instruments.errors import InstrumentError, InstrumentUnreachable
+from instruments.errors import InstrumentError, InstrumentTimeout, InstrumentUnreachable
+from instruments.security import ClientSecurity
 from orchestrator.spec import CampaignSpec, InstrumentSpec
 
 __all__ = ["Lab"]
@@ -15,21 +16,36 @@ __all__ = ["Lab"]
 class Lab:
     """Clients for the instruments of a campaign, connected lazily and closed together."""
 
-    def __init__(self, instruments: dict[str, InstrumentSpec]) -> None:
+    def __init__(self, instruments: dict[str, InstrumentSpec], client_key: str | None = None) -> None:
         self.instruments = dict(instruments)
+        self.client_key = client_key
         self._clients: dict[str, InstrumentClient] = {}
 
     @classmethod
     def from_spec(cls, spec: CampaignSpec) -> Lab:
-        return cls(spec.instruments)
+        return cls(spec.instruments, spec.client_key)
+
+    def _security(self, spec: InstrumentSpec) -> ClientSecurity | None:
+        """CurveZMQ keys for an instrument with a ``server_key``; None talks plain (loopback only)."""
+        if spec.server_key is None:
+            return None
+        assert self.client_key is not None, "the campaign file checks that client_key accompanies server_key"
+        try:
+            return ClientSecurity.from_key_files(self.client_key, spec.server_key)
+        except (OSError, ValueError) as error:
+            raise InstrumentError(f"cannot load CurveZMQ keys for {spec.address}: {error}") from None
 
     def client(self, name: str) -> InstrumentClient:
         if name not in self.instruments:
             raise KeyError(f"no instrument named {name!r}; known: {', '.join(self.instruments)}")
         if name not in self._clients:
-            self._clients[name] = InstrumentClient(
-                self.instruments[name].address, timeout_s=self.instruments[name].timeout_s
-            )
+            spec = self.instruments[name]
+            try:
+                self._clients[name] = InstrumentClient(
+                    spec.address, timeout_s=spec.timeout_s, security=self._security(spec)
+                )
+            except ValueError as error:  # e.g. a non-loopback address without keys
+                raise InstrumentError(f"instrument {name!r}: {error}") from None
         return self._clients[name]
 
     def check(self) -> dict[str, dict]:
@@ -38,10 +54,12 @@ class Lab:
         for name, spec in self.instruments.items():
             try:
                 description = self.client(name).describe()
-            except InstrumentError as error:
+            except (InstrumentTimeout, InstrumentUnreachable) as error:
                 raise InstrumentUnreachable(
                     f"instrument {name!r} ({spec.kind}) does not answer at {spec.address} within {spec.timeout_s:g} s"
                 ) from error
+            except InstrumentError as error:
+                raise type(error)(f"instrument {name!r} at {spec.address}: {error}") from None
             kind = description.get("kind")
             if kind is not None and kind != spec.kind:
                 raise InstrumentError(f"instrument {name!r} at {spec.address} is a {kind}, not a {spec.kind}")

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from orchestrator.spec import CampaignSpec
+from orchestrator.spec import CampaignSpec, InstrumentSpec
 
 __all__ = ["SimulatedLab", "SimulatedLabError", "truth_scores"]
 
@@ -41,25 +41,37 @@ class SimulatedLab:
         sim = self.spec.simulation
         assert sim is not None
         spec = self.spec.instruments[instrument]
-        return [
-            sys.executable,
-            "-m",
-            "sim_lab.serve",
-            "--instrument",
-            spec.kind,
-            "--scenario",
-            sim.scenario,
-            "--address",
-            spec.address,
-            "--tray",
-            str(self.tray_dir),
-            "--seed",
-            str(sim.seed),
-            "--time-factor",
-            str(sim.time_factor),
-            "--name",
-            instrument,
-        ] + (["--faults", sim.faults.model_dump_json()] if sim.faults.enabled else [])
+        return (
+            [
+                sys.executable,
+                "-m",
+                "sim_lab.serve",
+                "--instrument",
+                spec.kind,
+                "--scenario",
+                sim.scenario,
+                "--address",
+                spec.address,
+                "--tray",
+                str(self.tray_dir),
+                "--seed",
+                str(sim.seed),
+                "--time-factor",
+                str(sim.time_factor),
+                "--name",
+                instrument,
+            ]
+            + (["--faults", sim.faults.model_dump_json()] if sim.faults.enabled else [])
+            + self._key_arguments(spec)
+        )
+
+    def _key_arguments(self, instrument: InstrumentSpec) -> list[str]:
+        """CurveZMQ for a simulated instrument with a ``server_key``: its secret is the ``.key_secret`` beside the
+        public key (as ``crucible keys`` writes them), and the campaign's client key may control it."""
+        if instrument.server_key is None or self.spec.client_key is None:
+            return []
+        client_public = self.spec.client_key.removesuffix("_secret")
+        return ["--secret-key", instrument.server_key + "_secret", "--controller-key", client_public]
 
     def start(self) -> SimulatedLab:
         self.tray_dir.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,7 @@ class InstrumentSpec(_Strict):
     address: Annotated[str, Field(pattern=r"^(tcp|ipc|inproc)://\S+$")]
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
     run_timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+    server_key: str | None = None  # the instrument's CurveZMQ public key file (`crucible keys`); required off-host
 
 
 class MeasurementSpec(_Strict):
@@ -172,6 +173,7 @@ class CampaignSpec(_Strict):
     constraints: list[ConstraintSpec] = []
     planner: PlannerSettings = PlannerSettings()
     require_approval: bool = False  # an operator approves each planned experiment before any instrument runs it
+    client_key: str | None = None  # this orchestrator's CurveZMQ secret key file, for instruments with server_key
     instruments: dict[str, InstrumentSpec]
     measurement: MeasurementSpec = MeasurementSpec()
     analysis: AnalysisSpec
@@ -192,6 +194,9 @@ class CampaignSpec(_Strict):
         for needed in ("synthesiser", "diffractometer"):
             if needed not in kinds:
                 raise ValueError(f"instruments: no instrument of kind {needed!r}")
+        keyed = [name for name, spec in self.instruments.items() if spec.server_key]
+        if keyed and not self.client_key:
+            raise ValueError(f"instruments {', '.join(keyed)} have a server_key: give client_key (a .key_secret file)")
         addresses = [spec.address for spec in self.instruments.values()]
         if len(set(addresses)) != len(addresses):
             raise ValueError("instruments: two instruments share one address")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Column, Text, UniqueConstraint, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 __all__ = [
@@ -152,7 +153,12 @@ class Store:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine)
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except (OperationalError, ProgrammingError, IntegrityError):
+            # Another process created the tables between our check and our CREATE (two workers, or a watcher
+            # opening the database as a campaign starts): check again, theirs will do.
+            SQLModel.metadata.create_all(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

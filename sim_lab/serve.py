@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from instruments.drivers import DIFFRACTOMETER, PDF, SAXS, SYNTHESISER, XAS
+from instruments.security import ServerSecurity
 from instruments.server import InstrumentServer
 from sim_lab.drivers import (
     SimulatedDiffractometer,
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-factor", type=float, default=0.0, help="wall seconds per realistic second")
     parser.add_argument("--name", default=None, help="instrument name in replies and logs")
     parser.add_argument("--events-address", default=None, help="endpoint to bind a PUB socket for events")
+    parser.add_argument("--secret-key", default=None, help="this server's CurveZMQ .key_secret file (encrypts)")
+    parser.add_argument("--controller-key", action="append", default=[], help="a client .key file that may control")
+    parser.add_argument("--viewer-key", action="append", default=[], help="a client .key file that may only read")
     parser.add_argument(
         "--faults",
         default=None,
@@ -79,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = args.name or driver.describe()["name"]
             state_path = Path(args.tray) / f".faults-{quote(name, safe='')}.json"
             driver = FaultyDriver(driver, config, seed=args.seed, state_path=state_path)
-    server = InstrumentServer(driver, args.address, name=args.name, events_address=args.events_address)
+    security = None
+    if args.secret_key:
+        security = ServerSecurity.from_key_files(
+            args.secret_key, controllers=args.controller_key, viewers=args.viewer_key
+        )
+    server = InstrumentServer(
+        driver, args.address, name=args.name, events_address=args.events_address, security=security
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -70,6 +70,19 @@ def collect_job_starts(events_addresses: list[str], started: Counter[str], stop:
             subscriber.close()
 
 
+def progress(runs_dir: Path) -> tuple[tuple[int, str], ...]:
+    """Every experiment's (index, status): changes whenever the campaign records a step."""
+    database = runs_dir / "crucible.db"
+    if not database.exists():
+        return ()
+    store = Store(f"sqlite:///{database}")
+    try:
+        record = store.campaign_by_name("crash")
+        return tuple((e.index, e.status) for e in store.experiments(record.id)) if record else ()
+    finally:
+        store.close()
+
+
 def test_sigkill_at_random_points_then_resume(tmp_path: Path, prefect_harness: None) -> None:
     from prefect.settings import PREFECT_API_URL
 
@@ -100,9 +113,17 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, prefect_harness: N
             process = subprocess.Popen(
                 command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
             )
-            deadline = time.monotonic() + (rng.uniform(3.0, 12.0) if kills < KILLS else 600.0)
+            if kills < KILLS:
+                # Kill at a random moment shortly after the campaign next records progress, so every kill lands
+                # mid-campaign (between or inside steps) rather than while Python is still importing.
+                before = progress(runs_dir)
+                while process.poll() is None and progress(runs_dir) == before:
+                    time.sleep(0.02)
+                deadline = time.monotonic() + rng.uniform(0.0, 1.5)
+            else:
+                deadline = time.monotonic() + 600.0
             while process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+                time.sleep(0.02)
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
