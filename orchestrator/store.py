@@ -8,6 +8,7 @@ starts, so a crash loses at most the step that was under way.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -153,12 +154,16 @@ class Store:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            SQLModel.metadata.create_all(self.engine)
-        except (OperationalError, ProgrammingError, IntegrityError):
-            # Another process created the tables between our check and our CREATE (two workers, or a watcher
-            # opening the database as a campaign starts): check again, theirs will do.
-            SQLModel.metadata.create_all(self.engine)
+        for attempt in range(5):
+            try:
+                SQLModel.metadata.create_all(self.engine)
+                break
+            except (OperationalError, ProgrammingError, IntegrityError):
+                # Another process is creating the tables at the same moment (two workers starting on a new
+                # database): wait for its transaction, then check again; its tables will do.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

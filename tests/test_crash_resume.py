@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from tests.conftest import example_campaign, free_tcp_address
 
 ROOT = Path(__file__).parent.parent
 KILLS = 20
-BUDGET = 10
+BUDGET = 16
 
 
 def start_instrument(kind: str, address: str, events: str, tray: Path) -> subprocess.Popen[str]:
@@ -71,16 +72,16 @@ def collect_job_starts(events_addresses: list[str], started: Counter[str], stop:
 
 
 def progress(runs_dir: Path) -> tuple[tuple[int, str], ...]:
-    """Every experiment's (index, status): changes whenever the campaign records a step."""
+    """Every experiment's (index, status): changes whenever the campaign records a step (read-only look)."""
     database = runs_dir / "crucible.db"
     if not database.exists():
         return ()
-    store = Store(f"sqlite:///{database}")
     try:
-        record = store.campaign_by_name("crash")
-        return tuple((e.index, e.status) for e in store.experiments(record.id)) if record else ()
-    finally:
-        store.close()
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            rows = connection.execute("SELECT e.\"index\", e.status FROM experiment e ORDER BY e.\"index\"")
+            return tuple(rows.fetchall())
+    except sqlite3.OperationalError:  # the tables are not there yet
+        return ()
 
 
 def test_sigkill_at_random_points_then_resume(tmp_path: Path, prefect_harness: None) -> None:
@@ -119,7 +120,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, prefect_harness: N
                 before = progress(runs_dir)
                 while process.poll() is None and progress(runs_dir) == before:
                     time.sleep(0.02)
-                deadline = time.monotonic() + rng.uniform(0.0, 1.5)
+                deadline = time.monotonic() + rng.uniform(0.0, 0.4)
             else:
                 deadline = time.monotonic() + 600.0
             while process.poll() is None and time.monotonic() < deadline:
