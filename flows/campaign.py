@@ -13,23 +13,35 @@ import os
 # Crucible never needs it. Set before prefect is imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import base64  # noqa: E402
 import contextvars  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.artifacts import (  # noqa: E402
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
+from instruments.readings import Diffractogram  # noqa: E402
 from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
 from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
+from orchestrator.store import ExperimentStatus, Store  # noqa: E402
 
 __all__ = ["campaign_flow", "observing"]
 
@@ -131,6 +143,7 @@ def campaign_flow(
     with Lab.from_spec(campaign_spec) as lab:
         campaign = Campaign.open(campaign_spec, store, lab, fresh=fresh, resume=resume)
         campaign.observers.extend(_observers.get())
+        campaign.observers.append(_Dashboard(campaign))
         Scheduler(campaign, PrefectExecutor()).run()
         campaign.finish()
         _publish_artifacts(campaign)
@@ -143,30 +156,94 @@ def _artifact_key(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def _publish_artifacts(campaign: Campaign) -> None:
-    """A table of experiments and a short markdown summary for the Prefect UI."""
-    spec = campaign.spec
-    objective = spec.objectives[0].name
+def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
+    objective = campaign.spec.objectives[0].name
+    watched = [objective, *(c.name for c in campaign.spec.constraints)]
     rows = []
     for experiment in campaign.experiments():
-        outcome = experiment.outcomes.get(objective, {})
-        rows.append(
-            {
-                "index": experiment.index,
-                "status": experiment.status,
-                **{k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()},
-                objective: round(outcome.get("value", float("nan")), 4),
-                f"{objective}_std": round(outcome.get("std", float("nan")), 4),
-                "failure": experiment.failure_reason or "",
-            }
-        )
-    key = _artifact_key(spec.name)
-    create_table_artifact(rows, key=f"{key}-experiments", description=f"Experiments of campaign {spec.name}")
+        outcomes = experiment.outcomes
+        row: dict[str, Any] = {"index": experiment.index, "status": experiment.status}
+        row |= {k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()}
+        for name in watched:
+            measured = outcomes.get(name, {})
+            row[name] = _finite(measured.get("value"))
+            row[f"{name}_std"] = _finite(measured.get("std"))
+        row["failure"] = experiment.failure_reason or ""
+        row["marked_bad"] = experiment.excluded_reason or ""
+        rows.append(row)
+    return rows
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN: an undetermined quantity is shown empty."""
+    return round(value, 5) if value is not None and math.isfinite(value) else None
+
+
+def _publish_table(campaign: Campaign) -> None:
+    key = _artifact_key(campaign.spec.name)
+    create_table_artifact(
+        _experiment_rows(campaign),
+        key=f"{key}-experiments",
+        description=f"Experiments of campaign {campaign.spec.name}",
+    )
+
+
+def _png_markdown(path: Path, title: str) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return f"![{title}](data:image/png;base64,{encoded})"
+
+
+def _publish_artifacts(campaign: Campaign) -> None:
+    """The table of experiments, and a markdown report with the best-so-far plot and the latest pattern's fit."""
+    from orchestrator.report import plot_best_so_far, plot_pattern_fit
+
+    spec = campaign.spec
+    _publish_table(campaign)
+    objective = spec.objectives[0].name
+    experiments = campaign.experiments()
     best = campaign.best()
-    curve = best_so_far(spec, campaign.experiments())
-    lines = [f"# Campaign {spec.name}", "", spec.description, "", f"- experiments: {len(rows)}"]
+    lines = [f"# Campaign {spec.name}", "", spec.description, "", f"- experiments: {len(experiments)}"]
+    lines.append(f"- failed: {sum(e.status == ExperimentStatus.FAILED for e in experiments)}")
     if best is not None:
         lines.append(f"- best {objective}: {best.outcomes[objective]['value']:.4g} (experiment {best.index})")
         lines.append(f"- best conditions: {best.conditions}")
-    lines.append(f"- best so far: {[round(v, 3) for v in curve]}")
-    create_markdown_artifact("\n".join(lines), key=f"{key}-report", description=f"Report of campaign {spec.name}")
+    curve = [round(v, 4) for v in best_so_far(spec, experiments)]
+    lines += ["", "## Best so far", "", f"`{curve}`", ""]
+    with tempfile.TemporaryDirectory() as directory:
+        plot = plot_best_so_far(spec, experiments, Path(directory) / "best.png")
+        lines += [_png_markdown(plot, "best so far"), ""]
+        analysed = [e for e in experiments if e.status == ExperimentStatus.ANALYSED]
+        stored = campaign.store.reading(analysed[-1].id) if analysed else None
+        if stored is not None:
+            reading = Diffractogram.from_dict(json.loads(stored.data_json))
+            fit = campaign.agent.analyse(reading).details
+            if fit is not None:
+                path = plot_pattern_fit(analysed[-1], reading, fit, Path(directory) / "fit.png")
+                lines += ["## Latest pattern and its fit", "", _png_markdown(path, "latest fit"), ""]
+    create_markdown_artifact(
+        "\n".join(lines), key=f"{_artifact_key(spec.name)}-report", description=f"Report of campaign {spec.name}"
+    )
+
+
+class _Dashboard:
+    """Keeps the campaign's progress artifact and experiment table current as experiments finish."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.lock = threading.Lock()
+        self.progress_id = create_progress_artifact(
+            progress=self.percent(),
+            key=f"{_artifact_key(campaign.spec.name)}-progress",
+            description=f"Experiments of campaign {campaign.spec.name} done",
+        )
+
+    def percent(self) -> float:
+        done = sum(e.status in ExperimentStatus.TERMINAL for e in self.campaign.experiments())
+        return 100.0 * min(done / max(self.campaign.budget, 1), 1.0)
+
+    def __call__(self, event: CampaignEvent) -> None:
+        if event.kind not in ("analysed", "failed"):
+            return
+        with self.lock:
+            update_progress_artifact(self.progress_id, progress=self.percent())
+            _publish_table(self.campaign)

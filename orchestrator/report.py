@@ -8,11 +8,13 @@ from pathlib import Path
 
 from rich.table import Table
 
+from analysis.phase_quantification import PhaseQuantification
+from instruments.readings import Diffractogram
 from orchestrator.campaign import best_so_far, is_feasible, objective_value
 from orchestrator.spec import CampaignSpec
 from orchestrator.store import ExperimentRecord, ExperimentStatus
 
-__all__ = ["experiment_table", "plot_best_so_far"]
+__all__ = ["experiment_table", "plot_best_so_far", "plot_pattern_fit"]
 
 
 def _sign(spec: CampaignSpec) -> float:
@@ -100,6 +102,34 @@ def plot_best_so_far(
     )
     axes.legend(fontsize=8, loc="lower right")
     axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def plot_pattern_fit(
+    experiment: ExperimentRecord, reading: Diffractogram, fit: PhaseQuantification, path: Path
+) -> Path:
+    """Write a PNG of a measured pattern with its whole-pattern fit, background and difference curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
+    x = reading.two_theta_deg
+    axes.plot(x, reading.counts, ".", ms=1.5, color="0.3", label="measured")
+    axes.plot(x, fit.calculated, color="C3", lw=1, label=f"fit (Rwp {fit.rwp:.3f})")
+    axes.plot(x, fit.background, color="C2", lw=1, label="background")
+    offset = -0.1 * float(reading.counts.max())
+    axes.plot(x, reading.counts - fit.calculated + offset, color="C0", lw=0.6, label="difference")
+    fractions = ", ".join(f"{p.name} {p.weight_fraction.value:.3f}" for p in fit.phases)
+    axes.set_title(f"experiment {experiment.index}, sample {experiment.sample_id}: {fractions}", fontsize=9)
+    axes.set_xlabel("2θ (degrees)")
+    axes.set_ylabel("counts")
+    axes.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

@@ -95,8 +95,11 @@ def test_prefect_flow_runs_the_campaign(tmp_path: Path, prefect_harness: None) -
             "characterise-flow-demo-002",
             "analyse-flow-demo-001",
         } <= task_names
-        artifacts = {artifact.key for artifact in client.read_artifacts()}
-        assert {"flow-demo-experiments", "flow-demo-report"} <= artifacts
+        artifacts = {artifact.key: artifact for artifact in client.read_artifacts()}
+        assert {"flow-demo-experiments", "flow-demo-report", "flow-demo-progress"} <= set(artifacts)
+        assert artifacts["flow-demo-progress"].data == 100.0
+        report = str(artifacts["flow-demo-report"].data)
+        assert report.count("data:image/png;base64,") == 2  # best-so-far plot and the latest pattern's fit
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
