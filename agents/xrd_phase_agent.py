@@ -61,9 +61,7 @@ class XRDPhaseAgent:
         """Reference phases with reflection lists for this radiation (built once, then reused)."""
         key = (radiation, round(two_theta_max_deg, 1))
         if key not in self._references:
-            self._references[key] = [
-                load_reference_phase(phase, radiation, two_theta_max_deg) for phase in self.phases
-            ]
+            self._references[key] = [load_reference_phase(phase, radiation, two_theta_max_deg) for phase in self.phases]
         return self._references[key]
 
     def tell(self, reading: Reading) -> None:

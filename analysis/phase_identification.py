@@ -32,7 +32,13 @@ from pymatgen.core import Structure
 from scipy.optimize import nnls
 
 from analysis.phase_quantification import PhaseQuantification, quantify_phases, radiation_of
-from analysis.powder_model import Radiation, ReferencePhase, free_lattice_parameters, load_reference_phase, phase_pattern
+from analysis.powder_model import (
+    Radiation,
+    ReferencePhase,
+    free_lattice_parameters,
+    load_reference_phase,
+    phase_pattern,
+)
 from instruments.readings import Diffractogram
 
 __all__ = ["Candidate", "OpenSetThresholds", "PhaseIdentification", "PhaseLibrary", "identify_phases"]
@@ -109,6 +115,7 @@ class PhaseLibrary:
         if not self.sources:
             raise ValueError("a phase library needs at least one phase")
         self._phases: dict[tuple[Radiation, float], list[ReferencePhase]] = {}
+        self.screening_cache: dict[tuple[object, ...], list[NDArray[np.float64]]] = {}
 
     def phases_for(self, radiation: Radiation, two_theta_max_deg: float) -> list[ReferencePhase]:
         """The library's reference phases with reflections for this radiation and range (built once)."""
@@ -136,16 +143,28 @@ def screen(
     phases: Sequence[ReferencePhase],
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
     background_terms: int = 6,
+    cache: dict[tuple[object, ...], list[NDArray[np.float64]]] | None = None,
 ) -> list[Candidate]:
-    """Rank ``phases`` by their share of the diffracted intensity in a non-negative least-squares fit, best first."""
+    """Rank ``phases`` by their share of the diffracted intensity in a non-negative least-squares fit, best first.
+
+    ``cache`` (e.g. :attr:`PhaseLibrary.screening_cache`) keeps the rendered unit patterns per phase, grid,
+    radiation and resolution, so that screening many patterns on one grid renders each phase once.
+    """
     x, y = pattern.two_theta_deg, pattern.counts
     radiation = radiation_of(pattern)
     sigma = np.sqrt(np.maximum(y, 1.0))
     t = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
     basis = chebyshev.chebvander(t, background_terms - 1)
     columns, owner = [], []
+    grid_key = (float(x[0]), float(x[-1]), x.size, radiation, tuple(caglioti_uvw_deg2))
     for p, phase in enumerate(phases):
-        for column in _screening_columns(phase, x, radiation, caglioti_uvw_deg2):
+        key = (phase.name, *phase.structure.lattice.abc, *grid_key)
+        rendered = None if cache is None else cache.get(key)
+        if rendered is None:
+            rendered = _screening_columns(phase, x, radiation, caglioti_uvw_deg2)
+            if cache is not None:
+                cache[key] = rendered
+        for column in rendered:
             columns.append(column)
             owner.append(p)
     design = np.column_stack([basis, -basis, *columns]) / sigma[:, None]
@@ -186,7 +205,8 @@ def identify_phases(
     library: PhaseLibrary | Sequence[ReferencePhase],
     max_phases: int = 3,
     min_share: float = 0.03,
-    thresholds: OpenSetThresholds = OpenSetThresholds(),
+    min_fraction: float = 0.01,
+    thresholds: OpenSetThresholds | None = None,
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
 ) -> PhaseIdentification:
     """Rank the library's phases for ``pattern``, refine the likely ones, and test for an unknown phase.
@@ -196,18 +216,27 @@ def identify_phases(
         library: a :class:`PhaseLibrary` or reference phases built for the pattern's radiation.
         max_phases: at most this many phases are refined.
         min_share: a phase needs this share of the diffracted intensity in the screening to be refined.
+        min_fraction: a refined phase below this weight fraction (or below 3 standard deviations) is dropped.
         thresholds: the open-set decision (:class:`OpenSetThresholds`).
         caglioti_uvw_deg2: the instrument's resolution U, V, W in deg².
     """
+    cache = None
     if isinstance(library, PhaseLibrary):
         phases = library.phases_for(radiation_of(pattern), float(pattern.two_theta_deg[-1]))
+        cache = library.screening_cache
     else:
         phases = list(library)
-    candidates = screen(pattern, phases, caglioti_uvw_deg2)
+    thresholds = thresholds or OpenSetThresholds()
+    candidates = screen(pattern, phases, caglioti_uvw_deg2, cache=cache)
     chosen = [c.name for c in candidates if c.share >= min_share][:max_phases] or [candidates[0].name]
     by_name = {p.name: p for p in phases}
     fit = quantify_phases(pattern, [by_name[name] for name in chosen], caglioti_uvw_deg2)
-    found = [p.name for p in fit.phases if p.weight_fraction.value >= 0.005] or chosen[:1]
+    # A phase the refinement cannot tell from zero (below 1 wt% or 3 standard deviations) is dropped and the rest
+    # refined again, so that a decoy that soaked up a little misfit in the screening is not reported.
+    found = [p.name for p in fit.phases
+             if p.weight_fraction.value >= max(min_fraction, 3.0 * p.weight_fraction.std)] or [chosen[0]]
+    if len(found) < len(chosen):
+        fit = quantify_phases(pattern, [by_name[name] for name in found], caglioti_uvw_deg2)
     unexplained = unexplained_fraction(pattern, fit, thresholds.significance, thresholds.window_deg)
     unknown = fit.reduced_chi2 > thresholds.reduced_chi2 or unexplained > thresholds.unexplained_fraction
     return PhaseIdentification(

@@ -371,6 +371,22 @@ def stop(
         raise typer.Exit(2)
 
 
+@app.command()
+@_one_line_errors
+def train(
+    scenario: Annotated[str, typer.Argument(help="Simulated scenario to generate training patterns from.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the model card and weights go.")] = Path("analysis/weights"),
+    n_patterns: Annotated[int, typer.Option("--n-patterns")] = 8000,
+    epochs: Annotated[int, typer.Option("--epochs")] = 24,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    members: Annotated[int, typer.Option("--members", help="Networks in the deep ensemble.")] = 5,
+) -> None:
+    """Generate patterns with the simulated lab and train the phase-quantification network ensemble on them."""
+    from flows.training import train as train_ensemble
+
+    train_ensemble(scenario, out, n_patterns, epochs, seed, members, log=console.print)
+
+
 @app.command("sim")
 @_one_line_errors
 def serve_simulated_lab(

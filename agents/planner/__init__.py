@@ -1,7 +1,10 @@
 """Planners that decide the next experiments: a BoTorch Bayesian optimiser and random / Sobol baselines.
 
-Data flows one way: `types` (specs, observations, proposals) -> `space` (encoding) -> `design` / `models` ->
-`acquisition` -> `botorch_planner`. `make_planner` builds one by name, e.g. from a campaign file.
+Modules import one way: `types` (specs, observations, proposals) and `problem` (validated requests) ->
+`space` (encoding to the unit cube) -> `design` (Sobol / polytope starts), `models` (GPs, failure classifier),
+`acquisition` (objectives, constraints, cost), `optimize` (continuous, mixed, finite) -> `botorch_planner`
+-> `baselines`. `make_planner` builds a planner by name, e.g. from a campaign file; `state_dict()` /
+`planner_from_state_dict` persist it.
 """
 
 from __future__ import annotations

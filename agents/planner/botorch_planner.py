@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,15 +21,10 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.objective import ScalarizedPosteriorTransform
 from botorch.exceptions.warnings import BotorchWarning, NumericsWarning, OptimizationWarning
 from botorch.models.model import Model
-from botorch.optim import optimize_acqf, optimize_acqf_discrete
-from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from botorch.sampling import SobolQMCNormalSampler
+from botorch.utils.multi_objective.pareto import is_non_dominated
+from linear_operator.utils.warnings import NumericalWarning
 from torch import Tensor
-
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - optional
-    threadpool_limits = None
 
 from agents.planner import persistence
 from agents.planner.acquisition import (
@@ -49,6 +43,13 @@ from agents.planner.cost import make_log_cost
 from agents.planner.design import Design
 from agents.planner.errors import ExhaustedError, ObservationError, SpecError
 from agents.planner.models import OutcomeData, fit_feasibility_model, fit_outcome_model
+from agents.planner.optimize import (
+    available,
+    enumerate_space,
+    is_duplicate,
+    limit_threads,
+    optimize_point,
+)
 from agents.planner.problem import AskRequest, CostSpec, PlannerConfig, PlanningProblem
 from agents.planner.space import DTYPE, SearchSpace
 from agents.planner.types import (
@@ -63,6 +64,8 @@ from agents.planner.types import (
 )
 
 __all__ = ["BoTorchPlanner"]
+
+_MAX_BASELINE = 48
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class BoTorchPlanner:
                 raise SpecError("some candidates violate the linear constraints")
             self._candidates = C
         elif self.space.n_combinations() <= config.max_enumerate:
-            self._candidates = _enumerate(self.space)
+            self._candidates = enumerate_space(self.space)
 
     # ------------------------------------------------------------------ protocol
     @property
@@ -207,7 +210,8 @@ class BoTorchPlanner:
     # ------------------------------------------------------------------ core
     def ask_request(self, request: AskRequest) -> list[Proposal]:
         """`ask` with a validated `AskRequest`."""
-        with _torch_threads(self.config.num_threads):
+        with limit_threads(self.config.num_threads), warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumericalWarning)  # Cholesky jitter on near-duplicate points
             return self._ask(request)
 
     def _ask(self, request: AskRequest) -> list[Proposal]:
@@ -323,22 +327,15 @@ class BoTorchPlanner:
             x = self._nearest_candidate(u, fixed, taken) if self._candidates is not None else u
             if x is None:
                 raise ExhaustedError("every candidate has been told or is pending")
-            if not _is_duplicate(x, taken):
+            if not is_duplicate(x, taken):
                 chosen.append(x)
                 taken = torch.cat([taken, x.unsqueeze(0)])
         return torch.stack(chosen), [self.design.strategy] * n
 
     def _available(self, fixed: dict[int, float], taken: Tensor) -> Tensor:
-        """Indices of candidates that match ``fixed`` and (unless repeats are allowed) are not in
-        ``taken``."""
+        """Indices of candidates matching ``fixed`` and, unless repeats are allowed, not in ``taken``."""
         assert self._candidates is not None
-        C = self._candidates
-        mask = torch.ones(C.shape[0], dtype=torch.bool)
-        for i, v in fixed.items():
-            mask &= (C[:, i] - v).abs() < 1e-9
-        if taken.shape[0] and not self.config.allow_repeats:
-            mask &= ~_matches_any(C, taken)
-        return mask.nonzero().squeeze(-1)
+        return available(self._candidates, fixed, taken, self.config.allow_repeats)
 
     def _nearest_candidate(self, u: Tensor, fixed: dict[int, float], taken: Tensor) -> Tensor | None:
         idx = self._available(fixed, taken)
@@ -364,7 +361,7 @@ class BoTorchPlanner:
             weights = torch.zeros(layout.m, dtype=DTYPE)
             for o in problem.objectives:
                 weights[layout.index(o.name)] = 1.0 / training.scales[o.name] ** 2
-            mc_points = self.design.points(1_000_000, 512)
+            mc_points = self.design.points(1_000_000, 256)
             acqf = qNegIntegratedPosteriorVariance(
                 model,
                 mc_points=mc_points,
@@ -373,10 +370,11 @@ class BoTorchPlanner:
             )
             return acqf, "qNIPV"
         constraints = make_constraints(problem.constraints, layout, training.scales) or None
+        X_baseline = self._baseline(model, training)
         if len(problem.objectives) == 1:
             acqf: AcquisitionFunction = qLogNoisyExpectedImprovement(
                 model,
-                X_baseline=training.X_baseline,
+                X_baseline=X_baseline,
                 sampler=sampler,
                 objective=make_single_objective(problem.objectives[0], layout),
                 constraints=constraints,
@@ -389,7 +387,7 @@ class BoTorchPlanner:
             acqf = qLogNoisyExpectedHypervolumeImprovement(
                 model,
                 ref_point=self._reference_point(training),
-                X_baseline=training.X_baseline,
+                X_baseline=X_baseline,
                 sampler=sampler,
                 objective=make_multi_objective(problem.objectives, layout),
                 constraints=constraints,
@@ -406,6 +404,40 @@ class BoTorchPlanner:
         if feasibility is not None and cfg.min_feasibility > 0:
             acqf = AdjustedLogAcquisition(acqf, feasibility_floor(feasibility, cfg.min_feasibility))
         return acqf, label
+
+    def _baseline(self, model: Model, training: _Training) -> Tensor:
+        """The points NEI / NEHVI integrate over as candidates for the incumbent (``r x d``, ``r <= 48``).
+
+        With many observations, BoTorch's Monte-Carlo pruning (2048 joint posterior samples at every told
+        point) dominates the cost of an ``ask``. Beforehand we keep the points that are best by posterior mean:
+        feasible ones first (mean constraints met), then the highest utility (one objective) or the first
+        non-dominated layers of the mean utilities (several objectives).
+        """
+        X = training.X_baseline
+        if X.shape[0] <= _MAX_BASELINE:
+            return X
+        layout, objectives = training.layout, self.problem.objectives
+        with torch.no_grad():
+            mean = model.posterior(X).mean
+        violation = torch.zeros(X.shape[0], dtype=DTYPE)
+        for c in self.problem.constraints:
+            y = mean[:, layout.index(c.name)]
+            violation += ((y - c.value) if c.op == "<=" else (c.value - y)).clamp_min(0) / training.scales[c.name]
+        if FEASIBILITY in layout.names:
+            violation += (-mean[:, layout.index(FEASIBILITY)]).clamp_min(0)
+        U = utilities(mean, objectives, layout)
+        if len(objectives) == 1:
+            order = sorted(range(X.shape[0]), key=lambda i: (float(violation[i]), -float(U[i, 0])))
+            return X[order[:_MAX_BASELINE]]
+        keep: list[int] = []
+        rest = torch.arange(X.shape[0])
+        feasible_first = [rest[violation == 0], rest[violation > 0]]
+        for group in feasible_first:
+            while group.numel() and len(keep) < _MAX_BASELINE:
+                front = is_non_dominated(U[group])
+                keep += group[front].tolist()
+                group = group[~front]
+        return X[keep[:_MAX_BASELINE]]
 
     def _reference_point(self, training: _Training) -> Tensor:
         """Reference point in utility space from the feasible observed points (see `reference_point`)."""
@@ -440,7 +472,7 @@ class BoTorchPlanner:
                 if chosen:
                     extra = torch.stack(chosen)
                     acqf.set_X_pending(extra if base_pending is None else torch.cat([base_pending, extra]))
-                x, v = self._optimize_one(acqf, fixed, taken)
+                x, v = optimize_point(acqf, self.space, self.config, fixed, taken, self._candidates)
                 if x is None:
                     x = self._design(10_000 + len(self._observations) + len(chosen), 1, fixed, taken)[0][0]
                 chosen.append(x)
@@ -448,58 +480,6 @@ class BoTorchPlanner:
                 taken = torch.cat([taken, x.unsqueeze(0)])
         acqf.set_X_pending(base_pending)
         return torch.stack(chosen), values
-
-    def _optimize_one(
-        self, acqf: AcquisitionFunction, fixed: dict[int, float], taken: Tensor
-    ) -> tuple[Tensor | None, float | None]:
-        """Best non-repeating point for ``acqf`` as a ``d`` tensor and its value, or ``(None, None)``."""
-        space, cfg = self.space, self.config
-        if self._candidates is not None:
-            idx = self._available(fixed, taken)
-            if idx.numel() == 0:
-                raise ExhaustedError("every candidate has been told or is pending")
-            X, v = optimize_acqf_discrete(
-                acqf, q=1, choices=self._candidates[idx], max_batch_size=cfg.candidate_batch, unique=True
-            )
-            return X[0], float(v.reshape(-1)[0])
-        ineq, eq = space.botorch_linear_constraints()
-        free_discrete = {i: space.levels(i).tolist() for i in space.integer_dims if i not in fixed}
-        free_cat = {i: space.levels(i).tolist() for i in space.categorical_dims if i not in fixed}
-        if free_discrete or free_cat:
-            bounds = space.bounds.clone()
-            for i, values in {**free_discrete, **free_cat}.items():
-                bounds[0, i], bounds[1, i] = min(values), max(values)
-            X, v = optimize_acqf_mixed_alternating(
-                acqf,
-                bounds=bounds,
-                discrete_dims=free_discrete,
-                cat_dims=free_cat,
-                q=1,
-                raw_samples=cfg.raw_samples,
-                num_restarts=cfg.num_restarts,
-                fixed_features=fixed or None,
-                inequality_constraints=ineq or None,
-                equality_constraints=eq or None,
-            )
-            Xs, vs = space.snap(X.reshape(1, -1)), v.reshape(-1)
-        else:
-            X, v = optimize_acqf(
-                acqf,
-                bounds=space.bounds,
-                q=1,
-                num_restarts=cfg.num_restarts,
-                raw_samples=cfg.raw_samples,
-                fixed_features=fixed or None,
-                inequality_constraints=ineq or None,
-                equality_constraints=eq or None,
-                return_best_only=False,
-                options={"maxiter": 200},
-            )
-            Xs, vs = space.snap(X.reshape(-1, space.dim)), v.reshape(-1)
-        for j in vs.argsort(descending=True).tolist():
-            if cfg.allow_repeats or not _is_duplicate(Xs[j], taken):
-                return Xs[j].detach().clone(), float(vs[j])
-        return None, None
 
     # ------------------------------------------------------------------ output
     def _proposals(
@@ -586,53 +566,3 @@ class BoTorchPlanner:
         planner = type(self).from_problem(problem, self.config)
         planner.tell(self._observations)
         return planner
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Limit torch's intra-op threads and BLAS threads (scipy's L-BFGS-B) for the block, then restore them.
-
-    On a shared machine, idle BLAS / OpenMP workers spin-wait; for the small matrices of a campaign one thread
-    is several times faster.
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        if threadpool_limits is None:
-            yield
-        else:
-            with threadpool_limits(limits=n, user_api="blas"):
-                yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _matches_any(X: Tensor, Y: Tensor) -> Tensor:
-    """For ``X`` (``n x d``) and ``Y`` (``r x d``): an ``n``-dim bool, row of ``X`` equals some row of ``Y``.
-
-    Rows are compared on a ``1e-7`` grid through a 62-bit hash, so ``n`` may be large (1e5 candidates).
-    """
-    if Y.shape[0] == 0:
-        return torch.zeros(X.shape[0], dtype=torch.bool)
-    return torch.isin(_row_hash(X), _row_hash(Y))
-
-
-def _row_hash(X: Tensor) -> Tensor:
-    keys = (X * 1e7).round().long()
-    mult = torch.tensor(
-        [(0x9E3779B97F4A7C15 >> (3 * i)) % (2**61 - 1) | 1 for i in range(X.shape[-1])], dtype=torch.long
-    )
-    return (keys * mult).sum(-1)
-
-
-def _is_duplicate(x: Tensor, taken: Tensor) -> bool:
-    return bool(taken.shape[0]) and bool(_matches_any(x.unsqueeze(0), taken)[0])
-
-
-def _enumerate(space: SearchSpace) -> Tensor:
-    """All points of a fully discrete space, an ``N x d`` tensor."""
-    grids = [space.levels(i) for i in range(space.dim)]
-    return torch.cartesian_prod(*grids).reshape(-1, space.dim)

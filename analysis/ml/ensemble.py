@@ -47,7 +47,7 @@ class ModelCard:
         wavelength_angstrom, wavelength_ka2_angstrom, ka2_ratio: the radiation the training patterns had.
         lattice_mean_angstrom, lattice_std_angstrom: `L` standardisation of the lattice outputs.
         log_size_mean, log_size_std: standardisation of ln(size / nm).
-        channels, hidden: architecture of each member (:class:`PatternCNN`).
+        channels, hidden, pool, norm: architecture of each member (:class:`PatternCNN`).
         n_members: ensemble size.
         std_scale: calibration factors of the standard deviations, ``{"fraction": P, "lattice": L, "size": P}``.
         provenance: how the weights were made (command, seeds, data sizes, timings).
@@ -67,6 +67,8 @@ class ModelCard:
     channels: tuple[int, ...]
     hidden: int
     n_members: int
+    pool: str = "stride"
+    norm: bool = True
     std_scale: dict[str, list[float]] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -156,7 +158,8 @@ class PowderEnsemble:
     @staticmethod
     def build_member(card: ModelCard) -> PatternCNN:
         """An untrained member with the card's architecture."""
-        return PatternCNN(card.pattern_grid.n_bins, len(card.phases), len(card.lattice), card.channels, card.hidden)
+        return PatternCNN(card.pattern_grid.n_bins, len(card.phases), len(card.lattice), card.channels, card.hidden,
+                          card.pool, card.norm)
 
     def raw_outputs(self, x: torch.Tensor, level: torch.Tensor) -> list[NetworkOutput]:
         """Each member's output for network inputs `x` (`b x 2 x m`) and `level` (`b x 1`)."""
@@ -209,9 +212,13 @@ class PowderEnsemble:
         return np.stack([rebin(p.two_theta_deg, p.counts, grid) for p in patterns])
 
     def predict_binned(
-        self, binned: NDArray[np.float64] | torch.Tensor, batch_size: int = 512, calibrated: bool = True
+        self, binned: NDArray[np.float64] | torch.Tensor, batch_size: int = 64, calibrated: bool = True
     ) -> EnsemblePrediction:
-        """Predictions for `b x m` rebinned counts, in batches of ``batch_size`` (raw stds unless ``calibrated``)."""
+        """Predictions for `b x m` rebinned counts, in batches of ``batch_size`` (raw stds unless ``calibrated``).
+
+        Batches of 64 keep a member's activations in cache: on the shared 2-core machine about 1.1 ms per pattern
+        for the 5-member ensemble on one thread, against 2.3 ms in batches of 512.
+        """
         counts = torch.as_tensor(binned, dtype=torch.float32)
         parts: list[list[NetworkOutput]] = []
         for start in range(0, counts.shape[0], batch_size):
@@ -223,7 +230,7 @@ class PowderEnsemble:
         ]
         return self.combine(outputs, calibrated)
 
-    def predict(self, patterns: Sequence[Diffractogram], batch_size: int = 512) -> EnsemblePrediction:
+    def predict(self, patterns: Sequence[Diffractogram], batch_size: int = 64) -> EnsemblePrediction:
         """Calibrated predictions for a list of diffractograms (of the card's radiation, covering its grid)."""
         return self.predict_binned(self.binned(patterns), batch_size)
 

@@ -45,8 +45,8 @@ class PatternGrid:
     def pairs_of(cls, two_theta_deg: NDArray[np.float64]) -> PatternGrid:
         """Bins that each hold two consecutive points of the uniform grid ``two_theta_deg`` (a trailing odd point is
         dropped)."""
-        step = float(two_theta_deg[1] - two_theta_deg[0])
-        return cls(float(two_theta_deg[0] - step / 2), 2 * step, int(two_theta_deg.size // 2))
+        step = round(float(two_theta_deg[1] - two_theta_deg[0]), 9)
+        return cls(round(float(two_theta_deg[0]) - step / 2, 9), 2 * step, int(two_theta_deg.size // 2))
 
     def as_dict(self) -> dict[str, float | int]:
         return {"first_edge_deg": self.first_edge_deg, "bin_deg": self.bin_deg, "n_bins": self.n_bins}

@@ -1,0 +1,550 @@
+"""Benchmark of the planners: Crucible's BoTorch planner against random, Sobol and Optuna's TPE, side by side.
+
+Figures, printed as they are measured:
+
+- simple regret (median [25 %, 75 %] over seeds) after 10, 20, 40 and 80 experiments on each problem; for the
+  two-objective problem the regret is ``max_hv - hv`` of the observed Pareto front;
+- the number of experiments each method needs to get within 1 % of the optimum (regret <= 0.01 |f*|, or
+  hypervolume >= 0.99 max_hv), median over seeds, and how many seeds got there within the budget;
+- the ratio of every method's median to Crucible's (above 1 means Crucible needed fewer experiments);
+- the latency of one proposal (q = 1 and q = 4) at 20, 100 and 300 observations in 6 dimensions, single and
+two
+  objectives, next to Optuna's TPE.
+
+Problems: Branin (2-D), Hartmann-6, Gardner's constrained problem (2-D, one outcome constraint), Branin-Currin
+(two objectives), and a finite candidate set (Hartmann-6 restricted to ``--candidates`` random points). The
+campaign scenarios of ``sim_lab`` are added through `register_problem` (see the bottom of this file).
+
+Run: ``.venv/bin/python bench/planner.py [--seeds 10] [--budget 80] [--problems branin,hartmann6]
+[--methods crucible,random,sobol,tpe] [--skip-latency] [--latency-only] [--quick] [--out
+bench/out/planner.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from botorch.test_functions import Hartmann  # noqa: E402
+from botorch.test_functions.multi_objective import BraninCurrin  # noqa: E402
+from botorch.utils.multi_objective.hypervolume import Hypervolume  # noqa: E402
+from botorch.utils.multi_objective.pareto import is_non_dominated  # noqa: E402
+
+from agents.planner import (  # noqa: E402
+    BoTorchPlanner,
+    ObjectiveSpec,
+    Observation,
+    OutcomeConstraintSpec,
+    ParameterSpec,
+    RandomPlanner,
+    SobolPlanner,
+)
+
+CHECKPOINTS = (10, 20, 40, 80)
+
+
+# --- problems ---
+@dataclass
+class BenchProblem:
+    """A benchmark problem with a known optimum.
+
+    ``evaluate`` maps conditions to outcomes (original units). ``score`` maps the observations so far to a
+    number
+    to maximise (``-best feasible f`` for minimisation, the dominated hypervolume for several objectives);
+    ``optimum`` is its best achievable value, ``tolerance`` the regret that counts as "within 1 %", and
+    ``worst``
+    the regret charged while nothing feasible has been seen.
+    """
+
+    name: str
+    parameters: list[ParameterSpec]
+    objectives: list[ObjectiveSpec]
+    evaluate: Callable[[dict[str, Any]], dict[str, float]]
+    score: Callable[[list[Observation]], float]
+    optimum: float
+    tolerance: float
+    worst: float
+    constraints: list[OutcomeConstraintSpec] = field(default_factory=list)
+    candidates: list[dict[str, Any]] | None = None
+
+
+def _min_score(objective: str, constraints: Sequence[OutcomeConstraintSpec] = ()) -> Callable:
+    def score(obs: list[Observation]) -> float:
+        vals = [
+            -o.outcomes[objective]
+            for o in obs
+            if not o.failed and all(c.violation(o.outcomes[c.name]) == 0.0 for c in constraints)
+        ]
+        return max(vals) if vals else -math.inf
+
+    return score
+
+
+def branin_problem() -> BenchProblem:
+    def f(c: dict[str, Any]) -> dict[str, float]:
+        x1, x2 = c["x1"], c["x2"]
+        y = (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+        return {"y": y + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10}
+
+    fstar = 0.397887
+    return BenchProblem(
+        "branin",
+        [ParameterSpec("x1", -5.0, 10.0), ParameterSpec("x2", 0.0, 15.0)],
+        [ObjectiveSpec("y", "minimize")],
+        f,
+        _min_score("y"),
+        -fstar,
+        0.01 * fstar,
+        300.0,
+    )
+
+
+_H6 = Hartmann(dim=6)
+
+
+def _h6(c: dict[str, Any]) -> float:
+    x = torch.tensor([[c[f"x{i}"] for i in range(6)]], dtype=torch.double)
+    return float(_H6(x))
+
+
+def hartmann6_problem() -> BenchProblem:
+    fstar = -3.32237
+    return BenchProblem(
+        "hartmann6",
+        [ParameterSpec(f"x{i}", 0.0, 1.0) for i in range(6)],
+        [ObjectiveSpec("y", "minimize")],
+        lambda c: {"y": _h6(c)},
+        _min_score("y"),
+        -fstar,
+        0.01 * abs(fstar),
+        abs(fstar),
+    )
+
+
+def gardner_problem() -> BenchProblem:
+    """Gardner et al. (2014): minimise cos(2 x1) cos(x2) + sin(x1) s.t. cos(x1) cos(x2) - sin(x1) sin(x2) <=
+    0.5."""
+
+    def f(c: dict[str, Any]) -> dict[str, float]:
+        x1, x2 = c["x1"], c["x2"]
+        return {
+            "y": math.cos(2 * x1) * math.cos(x2) + math.sin(x1),
+            "c": math.cos(x1) * math.cos(x2) - math.sin(x1) * math.sin(x2),
+        }
+
+    constraints = [OutcomeConstraintSpec("c", "<=", 0.5)]
+    fstar = _grid_optimum(f, [(0.0, 6.0), (0.0, 6.0)], "y", constraints)
+    return BenchProblem(
+        "gardner-constrained",
+        [ParameterSpec("x1", 0.0, 6.0), ParameterSpec("x2", 0.0, 6.0)],
+        [ObjectiveSpec("y", "minimize")],
+        f,
+        _min_score("y", constraints),
+        -fstar,
+        0.01 * abs(fstar),
+        4.0,
+        constraints,
+    )
+
+
+def _grid_optimum(f: Callable, bounds: list[tuple[float, float]], name: str, constraints) -> float:
+    """Minimum of ``f[name]`` subject to ``constraints`` on a fine grid, polished by Nelder-Mead with a
+    penalty."""
+    from scipy.optimize import minimize
+
+    g = np.linspace(0, 1, 801)
+    best, arg = math.inf, None
+    for u in g:
+        for v in g:
+            c = {
+                "x1": bounds[0][0] + u * (bounds[0][1] - bounds[0][0]),
+                "x2": bounds[1][0] + v * (bounds[1][1] - bounds[1][0]),
+            }
+            out = f(c)
+            if all(k.violation(out[k.name]) == 0 for k in constraints) and out[name] < best:
+                best, arg = out[name], c
+
+    def pen(z: np.ndarray) -> float:
+        out = f({"x1": z[0], "x2": z[1]})
+        return out[name] + 1e4 * sum(k.violation(out[k.name]) for k in constraints)
+
+    res = minimize(pen, [arg["x1"], arg["x2"]], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12})
+    return min(best, float(res.fun)) if res.success else best
+
+
+def branin_currin_problem() -> BenchProblem:
+    bc = BraninCurrin()  # minimisation; ref point (18, 6)
+    ref = bc.ref_point.clone()
+    hv = Hypervolume(-ref)
+
+    def f(c: dict[str, Any]) -> dict[str, float]:
+        y = bc(torch.tensor([[c["x1"], c["x2"]]], dtype=torch.double))[0]
+        return {"f1": float(y[0]), "f2": float(y[1])}
+
+    def score(obs: list[Observation]) -> float:
+        Y = torch.tensor([[-o.outcomes["f1"], -o.outcomes["f2"]] for o in obs if not o.failed], dtype=torch.double)
+        if Y.shape[0] == 0:
+            return 0.0
+        Y = Y[(Y > -ref).all(-1)]
+        return float(hv.compute(Y[is_non_dominated(Y)])) if Y.shape[0] else 0.0
+
+    return BenchProblem(
+        "branin-currin-2obj",
+        [ParameterSpec("x1", 0.0, 1.0), ParameterSpec("x2", 0.0, 1.0)],
+        [
+            ObjectiveSpec("f1", "minimize", reference=float(ref[0])),
+            ObjectiveSpec("f2", "minimize", reference=float(ref[1])),
+        ],
+        f,
+        score,
+        float(bc.max_hv),
+        0.01 * float(bc.max_hv),
+        float(bc.max_hv),
+    )
+
+
+def finite_problem(n_candidates: int) -> BenchProblem:
+    g = torch.Generator().manual_seed(12345)
+    X = torch.rand(n_candidates, 6, generator=g, dtype=torch.double)
+    values = _H6(X)
+    candidates = [{f"x{i}": float(v) for i, v in enumerate(row)} for row in X.tolist()]
+    fstar = float(values.min())
+    return BenchProblem(
+        f"finite-hartmann6-{n_candidates}",
+        [ParameterSpec(f"x{i}", 0.0, 1.0) for i in range(6)],
+        [ObjectiveSpec("y", "minimize")],
+        lambda c: {"y": _h6(c)},
+        _min_score("y"),
+        -fstar,
+        0.01 * abs(fstar),
+        abs(fstar),
+        candidates=candidates,
+    )
+
+
+EXTRA_PROBLEMS: dict[str, Callable[[], BenchProblem]] = {}
+"""Further problems by name, e.g. the sim_lab campaign scenarios scored against their ground truth."""
+
+
+def register_problem(name: str, factory: Callable[[], BenchProblem]) -> None:
+    """Add a problem to the bench (``--problems name``). Hook for the sim_lab scenarios."""
+    EXTRA_PROBLEMS[name] = factory
+
+
+def build_problems(names: Sequence[str], n_candidates: int) -> list[BenchProblem]:
+    known: dict[str, Callable[[], BenchProblem]] = {
+        "branin": branin_problem,
+        "hartmann6": hartmann6_problem,
+        "constrained": gardner_problem,
+        "twoobj": branin_currin_problem,
+        "finite": lambda: finite_problem(n_candidates),
+        **EXTRA_PROBLEMS,
+    }
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown problem(s) {unknown}; choose from {sorted(known)}")
+    return [known[n]() for n in names]
+
+
+# --- methods ---
+def run_planner(
+    cls: type, problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace
+) -> list[Observation]:
+    kw: dict[str, Any] = {"seed": seed, "candidates": problem.candidates}
+    if cls is BoTorchPlanner:
+        kw.update(raw_samples=args.raw_samples, num_restarts=args.num_restarts, n_initial=args.n_initial)
+    planner = cls(problem.parameters, problem.objectives, problem.constraints, **kw)
+    for _ in range(budget):
+        (p,) = planner.ask()
+        planner.tell([Observation(p.conditions, problem.evaluate(p.conditions))])
+    return list(planner.observations)
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def _distributions(parameters: Sequence[ParameterSpec]) -> dict[str, Any]:
+    optuna = _optuna()
+    out: dict[str, Any] = {}
+    for p in parameters:
+        if p.kind == "categorical":
+            out[p.name] = optuna.distributions.CategoricalDistribution(list(p.choices or ()))
+        elif p.kind == "integer":
+            out[p.name] = optuna.distributions.IntDistribution(int(p.low), int(p.high), log=p.log_scale)
+        else:
+            out[p.name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log_scale)
+    return out
+
+
+def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
+    """Optuna's TPE with its defaults; constraints via ``constraints_func``; a finite set by nearest unused
+    pick."""
+    optuna = _optuna()
+    constraints_func = None
+    if problem.constraints:
+        constraints_func = lambda t: t.user_attrs["c"]  # noqa: E731
+    sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints_func)
+    directions = ["minimize" if o.direction == "minimize" else "maximize" for o in problem.objectives]
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    dists = _distributions(problem.parameters)
+    names = [p.name for p in problem.parameters]
+    C = None
+    used: set[int] = set()
+    if problem.candidates is not None:
+        C = np.array([[c[n] for n in names] for c in problem.candidates])
+        lo = np.array([p.low for p in problem.parameters])
+        span = np.array([p.high - p.low for p in problem.parameters])
+    obs = []
+    for _ in range(budget):
+        trial = study.ask(dists)
+        cond = dict(trial.params)
+        if C is not None:
+            u = (np.array([cond[n] for n in names]) - lo) / span
+            d = (((C - lo) / span - u) ** 2).sum(-1)
+            if used:
+                d[list(used)] = np.inf
+            k = int(d.argmin())
+            used.add(k)
+            cond = dict(problem.candidates[k])  # type: ignore[index]
+        out = problem.evaluate(cond)
+        if problem.constraints:
+            trial.set_user_attr(
+                "c", [out[c.name] - c.value if c.op == "<=" else c.value - out[c.name] for c in problem.constraints]
+            )
+        values = [out[o.name] for o in problem.objectives]
+        study.tell(trial, values if len(values) > 1 else values[0])
+        obs.append(Observation(cond, out))
+    return obs
+
+
+METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[Observation]]] = {
+    "crucible": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a),
+    "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
+    "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
+    "tpe": run_tpe,
+}
+
+
+# --- figures ---
+def regret_curve(problem: BenchProblem, obs: list[Observation]) -> list[float]:
+    """Regret after each experiment ``1..len(obs)``."""
+    out = []
+    for k in range(1, len(obs) + 1):
+        s = problem.score(obs[:k])
+        out.append(problem.worst if s == -math.inf else max(problem.optimum - s, 0.0))
+    return out
+
+
+def _q(values: Sequence[float]) -> str:
+    a = np.array(values, dtype=float)
+    return f"{np.median(a):.3g} [{np.percentile(a, 25):.3g}, {np.percentile(a, 75):.3g}]"
+
+
+def to_target(curve: Sequence[float], tol: float) -> float:
+    for i, r in enumerate(curve):
+        if r <= tol:
+            return i + 1
+    return math.inf
+
+
+def _budgets(args: argparse.Namespace) -> dict[str, int]:
+    """Per-problem budgets from ``--budget-for name=N,...`` (problem names as given to ``--problems``)."""
+    out = {}
+    for item in filter(None, args.budget_for.split(",")):
+        name, _, n = item.partition("=")
+        out[name] = int(n)
+    return out
+
+
+def run_quality(args: argparse.Namespace) -> dict[str, Any]:
+    names = args.problems.split(",")
+    problems = build_problems(names, args.candidates)
+    budgets = _budgets(args)
+    methods = args.methods.split(",")
+    results: dict[str, Any] = {}
+    for key, problem in zip(names, problems, strict=True):
+        budget = budgets.get(key, args.budget)
+        checkpoints = [c for c in CHECKPOINTS if c <= budget]
+        if not checkpoints or budget > checkpoints[-1]:
+            checkpoints.append(budget)
+        print(f"\n## {problem.name}  (best score {problem.optimum:.6g}, 1 % tolerance {problem.tolerance:.3g})")
+        print(
+            f"{'method':<10} "
+            + " ".join(f"{'regret@' + str(c):>24}" for c in checkpoints)
+            + f" {'n to 1%':>14} {'s/run':>7}"
+        )
+        results[problem.name] = {"budget": budget}
+        for m in methods:
+            curves, secs = [], []
+            for seed in range(args.seeds):
+                t0 = time.perf_counter()
+                obs = METHODS[m](problem, seed, budget, args)
+                secs.append(time.perf_counter() - t0)
+                curves.append(regret_curve(problem, obs))
+            hits = [to_target(c, problem.tolerance) for c in curves]
+            med = statistics.median(hits)
+            reached = sum(h < math.inf for h in hits)
+            cells = " ".join(f"{_q([c[k - 1] for c in curves]):>24}" for k in checkpoints)
+            med_s = f"{med:g}" if med < math.inf else f">{budget}"
+            print(
+                f"{m:<10} {cells} {med_s + f' ({reached}/{args.seeds})':>14} {statistics.median(secs):7.1f}",
+                flush=True,
+            )
+            results[problem.name][m] = {"curves": curves, "to_1pct": hits, "median_to_1pct": med, "seconds": secs}
+    print_ratios(results, methods)
+    return results
+
+
+def print_ratios(results: dict[str, Any], methods: list[str]) -> None:
+    if "crucible" not in methods:
+        return
+    others = [m for m in methods if m != "crucible"]
+    print(
+        "\n## experiments to reach 1 % of the optimum: median, and ratio other / Crucible (> 1: Crucible needs fewer)"
+    )
+    print(f"{'problem':<28} {'crucible':>9} " + " ".join(f"{m:>16}" for m in others) + "  fewest?")
+    wins = 0
+    for name, r in results.items():
+        budget = r["budget"]
+        c = r["crucible"]["median_to_1pct"]
+        cells, best = [], c < math.inf
+        for m in others:
+            o = r[m]["median_to_1pct"]
+            best &= c < o
+            if c < math.inf and o < math.inf:
+                ratio = f"x{o / c:.2f}"
+            elif c < math.inf:
+                ratio = f">x{budget / c:.2f}"
+            else:
+                ratio = "-"
+            cells.append(f"{_fmt(o, budget)} {ratio}")
+        wins += best
+        print(f"{name:<28} {_fmt(c, budget):>9} " + " ".join(f"{s:>16}" for s in cells) + ("  yes" if best else "  no"))
+    print(f"Crucible needs the fewest experiments on {wins} of {len(results)} problems")
+
+
+def _fmt(v: float, budget: int) -> str:
+    return f"{v:g}" if v < math.inf else f">{budget}"
+
+
+# --- latency ---
+def _latency_objectives(n_obj: int) -> list[ObjectiveSpec]:
+    if n_obj == 1:
+        return [ObjectiveSpec("h6", "minimize")]
+    return [ObjectiveSpec("h6", "minimize", reference=0.0), ObjectiveSpec("sq", "minimize", reference=3.0)]
+
+
+def _latency_data(n: int, seed: int) -> list[tuple[dict[str, float], dict[str, float]]]:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 6, generator=g, dtype=torch.double)
+    h = _H6(X)
+    sq = ((X - 0.3) ** 2).sum(-1)
+    return [
+        ({f"x{i}": float(v) for i, v in enumerate(x)}, {"h6": float(a), "sq": float(b)})
+        for x, a, b in zip(X.tolist(), h, sq, strict=True)
+    ]
+
+
+def run_latency(args: argparse.Namespace) -> dict[str, Any]:
+    params = [ParameterSpec(f"x{i}", 0.0, 1.0) for i in range(6)]
+    sizes = [int(s) for s in args.latency_sizes.split(",")]
+    print("\n## latency of one ask (s, median of repeats), 6-D; Crucible includes the model fit")
+    print(f"{'objectives':>10} {'n obs':>6} {'q':>3} {'crucible':>10} {'tpe':>10} {'ratio':>8}")
+    out: dict[str, Any] = {}
+    for n_obj in (1, 2):
+        for n in sizes:
+            data = _latency_data(n, seed=n)
+            for q in (1, 4):
+                ts, tt = [], []
+                for r in range(args.latency_repeats):
+                    objs = _latency_objectives(n_obj)
+                    planner = BoTorchPlanner(
+                        params, objs, seed=r, raw_samples=args.raw_samples, num_restarts=args.num_restarts
+                    )
+                    planner.tell([Observation(c, {o.name: y[o.name] for o in objs}) for c, y in data])
+                    t0 = time.perf_counter()
+                    props = planner.ask(q)
+                    ts.append(time.perf_counter() - t0)
+                    assert props[0].strategy.startswith("qLogNE")
+                    tt.append(_tpe_latency(params, objs, data, q, seed=r))
+                c, t = statistics.median(ts), statistics.median(tt)
+                print(f"{n_obj:>10} {n:>6} {q:>3} {c:>10.3f} {t:>10.3f} {c / t:>8.1f}", flush=True)
+                out[f"{n_obj}obj-n{n}-q{q}"] = {"crucible": ts, "tpe": tt}
+    return out
+
+
+def _tpe_latency(params, objs, data, q: int, seed: int) -> float:
+    optuna = _optuna()
+    dists = _distributions(params)
+    study = optuna.create_study(directions=["minimize"] * len(objs), sampler=optuna.samplers.TPESampler(seed=seed))
+    trials = [
+        optuna.trial.create_trial(params=c, distributions=dists, values=[y[o.name] for o in objs]) for c, y in data
+    ]
+    study.add_trials(trials)
+    t0 = time.perf_counter()
+    for _ in range(q):
+        study.ask(dists)
+    return time.perf_counter() - t0
+
+
+# --- main ---
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--budget", type=int, default=80)
+    ap.add_argument("--problems", default="branin,hartmann6,constrained,twoobj,finite")
+    ap.add_argument("--methods", default="crucible,random,sobol,tpe")
+    ap.add_argument("--budget-for", default="", help="per-problem budgets, e.g. twoobj=160")
+    ap.add_argument("--candidates", type=int, default=10_000, help="size of the finite candidate set")
+    ap.add_argument("--raw-samples", type=int, default=256)
+    ap.add_argument("--num-restarts", type=int, default=8)
+    ap.add_argument("--n-initial", type=int, default=5)
+    ap.add_argument("--latency-sizes", default="20,100,300")
+    ap.add_argument("--latency-repeats", type=int, default=3)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--latency-only", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="3 seeds, budget 20, latency at 20, 100; 1 repeat")
+    ap.add_argument("--out", default="", help="write all figures as JSON to this path")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.latency_sizes, args.latency_repeats = 3, 20, "20,100", 1
+    torch.set_num_threads(1)
+    print(
+        f"# planner bench: seeds={args.seeds} budget={args.budget} raw_samples={args.raw_samples} "
+        f"num_restarts={args.num_restarts} torch {torch.__version__}",
+        flush=True,
+    )
+    results: dict[str, Any] = {"args": vars(args)}
+    if not args.latency_only:
+        results["quality"] = run_quality(args)
+    if not args.skip_latency:
+        results["latency"] = run_latency(args)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results))
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
