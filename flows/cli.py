@@ -78,6 +78,7 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (default: sqlite:///RUNS_DIR/crucible.db or $CRUCIBLE_DATABASE_URL)."),
 ]
+SimOption = Annotated[bool, typer.Option("--sim", help="Start the simulated lab of the `simulation:` section.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where the database, sample tray and plots go.")]
 
 
@@ -189,9 +190,7 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
 @_one_line_errors
 def run(
     campaign_file: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    sim: Annotated[
-        bool, typer.Option("--sim", help="Start the simulated lab of the file's `simulation:` section.")
-    ] = False,
+    sim: SimOption = False,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
     fresh: Annotated[bool, typer.Option("--fresh", help="Replace an earlier campaign of the same name.")] = False,
@@ -206,9 +205,7 @@ def run(
 @_one_line_errors
 def resume(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
-    sim: Annotated[
-        bool, typer.Option("--sim", help="Start the simulated lab of the campaign's `simulation:` section.")
-    ] = False,
+    sim: SimOption = False,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,

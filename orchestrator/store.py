@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, Text, UniqueConstraint, event
 from sqlalchemy.engine import Engine
@@ -31,6 +31,9 @@ __all__ = [
     "SampleRecord",
     "Store",
 ]
+
+
+_R = TypeVar("_R", bound=SQLModel)
 
 
 def _now() -> datetime:
@@ -257,18 +260,19 @@ class Store:
             session.commit()
             return record
 
-    def proposal(self, experiment_id: str) -> ProposalRecord | None:
+    def _of_experiment(self, table: type[_R], experiment_id: str) -> _R | None:
+        """The one record of ``table`` that belongs to an experiment, if any."""
         with self.session() as session:
-            return session.exec(select(ProposalRecord).where(ProposalRecord.experiment_id == experiment_id)).first()
+            return session.exec(select(table).where(table.experiment_id == experiment_id)).first()  # type: ignore[attr-defined]
+
+    def proposal(self, experiment_id: str) -> ProposalRecord | None:
+        return self._of_experiment(ProposalRecord, experiment_id)
 
     def sample(self, experiment_id: str) -> SampleRecord | None:
-        with self.session() as session:
-            return session.exec(select(SampleRecord).where(SampleRecord.experiment_id == experiment_id)).first()
+        return self._of_experiment(SampleRecord, experiment_id)
 
     def reading(self, experiment_id: str) -> ReadingRecord | None:
-        with self.session() as session:
-            return session.exec(select(ReadingRecord).where(ReadingRecord.experiment_id == experiment_id)).first()
+        return self._of_experiment(ReadingRecord, experiment_id)
 
     def analysis(self, experiment_id: str) -> AnalysisRecord | None:
-        with self.session() as session:
-            return session.exec(select(AnalysisRecord).where(AnalysisRecord.experiment_id == experiment_id)).first()
+        return self._of_experiment(AnalysisRecord, experiment_id)
