@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from analysis.readers import PatternFileError
 from flows.scale_cli import scale_app
 from instruments.errors import InstrumentError
 from orchestrator.campaign import Campaign, CampaignError, CampaignEvent
@@ -35,7 +36,7 @@ console = Console()
 errors = Console(stderr=True)
 
 DEFAULT_RUNS_DIR = Path("runs")
-EXPECTED_ERRORS = (CampaignFileError, CampaignError, InstrumentError, SimulatedLabError)
+EXPECTED_ERRORS = (CampaignFileError, CampaignError, InstrumentError, SimulatedLabError, PatternFileError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -382,6 +383,47 @@ def train(
     from flows.training import train as train_ensemble
 
     train_ensemble(scenario, out, n_patterns, epochs, seed, members, log=console.print)
+
+
+@app.command()
+@_one_line_errors
+def analyse(
+    pattern_file: Annotated[Path, typer.Argument(help="Powder pattern: .xy, .xye, .csv, .dat, .txt or .xrdml.")],
+    analysis: Annotated[
+        str, typer.Option("--analysis", "-a", help="fit (whole-pattern fit), network (trained ensemble) or identify.")
+    ] = "fit",
+    phase: Annotated[
+        list[str] | None,
+        typer.Option("--phase", "-p", help="Reference phase: a built-in name or a CIF file; repeat for several."),
+    ] = None,
+    radiation: Annotated[
+        str | None,
+        typer.Option("--radiation", "-r", help="Overrides the file's: Cu, Cu-Ka1, Mo, 1.5406 or λ1,λ2[,ratio] (Å)."),
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="Shipped ensemble name or model-card path.")] = (
+        "tio2_calcination"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the quantities as JSON.")] = False,
+) -> None:
+    """Analyse one measured pattern file on its own: phase fractions, lattices and sizes with uncertainties."""
+    from agents.analysis_agents import ANALYSES, analyse_file
+
+    if analysis not in ANALYSES:
+        raise PatternFileError(f"unknown analysis {analysis!r}; choose one of {', '.join(ANALYSES)}")
+    for name in phase or ():
+        if name.lower().endswith(".cif") and not Path(name).exists():
+            raise PatternFileError(f"phase file {name}: no such file")
+    phases = [Path(name) if name.lower().endswith(".cif") else name for name in phase or ("anatase", "rutile")]
+    try:
+        report = analyse_file(pattern_file, analysis, radiation, phases, model)
+    except (KeyError, ValueError) as error:  # an unknown built-in phase or model, a pattern the fit cannot use
+        raise PatternFileError(f"{pattern_file}: {error}") from error
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    console.print(f"{pattern_file} ({analysis}, agent {report.agent})")
+    for name, measurement in report.quantities.items():
+        console.print(f"  {name:<36} {measurement.value:>12.5g} ± {measurement.std:.2g}", highlight=False)
 
 
 @app.command("sim")

@@ -1,17 +1,20 @@
-"""The CLI's lab commands: emergency stop of every instrument of a campaign, and key generation."""
+"""The CLI's lab commands: emergency stop of every instrument of a campaign, key generation, analysing a file."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from instruments.client import InstrumentClient
 from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import parse_campaign
+from sim_lab.datasets import brookite, measured_set
 from tests.conftest import example_campaign
 
 ROOT = Path(__file__).parent.parent
@@ -56,3 +59,36 @@ def test_keys_writes_a_curve_key_pair(tmp_path: Path) -> None:
     assert oct((tmp_path / "keys" / "orchestrator.key_secret").stat().st_mode & 0o777) == "0o600"
     again = crucible("keys", "orchestrator", "--dir", str(tmp_path / "keys"), cwd=tmp_path)
     assert again.returncode == 1 and "orchestrator" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_analyse_a_pattern_file_with_the_fit_and_with_identification(tmp_path: Path) -> None:
+    sample = measured_set("tio2_calcination", 1, seed=91)[0]
+    path = tmp_path / "scan.xye"
+    rows = zip(sample.pattern.two_theta_deg, sample.pattern.counts, strict=True)
+    path.write_text("# anode: Cu\n" + "\n".join(f"{x:.4f} {y:.0f} {max(y, 1.0) ** 0.5:.2f}" for x, y in rows))
+    fitted = crucible("analyse", str(path), "--json", cwd=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    quantities = json.loads(fitted.stdout)
+    assert quantities["rutile_fraction"]["value"] == pytest.approx(sample.quantities["rutile_fraction"], abs=0.02)
+    assert quantities["rutile_fraction"]["std"] > 0
+    brookite().to(filename=str(tmp_path / "brookite.cif"))
+    identified = crucible(
+        "analyse", str(path), "-a", "identify", "-p", "anatase", "-p", "rutile", "-p", "brookite.cif", cwd=tmp_path
+    )
+    assert identified.returncode == 0, identified.stderr
+    assert "unknown_phase" in identified.stdout and "anatase_fraction" in identified.stdout
+
+
+def test_analyse_names_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    garbled = tmp_path / "garbled.xy"
+    garbled.write_text("two theta, counts\nnot numbers at all\n")
+    for args, expected in (
+        (["analyse", str(tmp_path / "missing.xy")], "no such file"),
+        (["analyse", str(garbled), "-r", "Cu"], "garbled.xy"),
+        (["analyse", str(garbled), "-a", "guess"], "unknown analysis 'guess'"),
+        (["analyse", str(garbled), "-r", "Cu", "-p", str(tmp_path / "nothing.cif")], "nothing.cif: no such file"),
+    ):
+        result = crucible(*args, cwd=tmp_path)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith("error:") and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr

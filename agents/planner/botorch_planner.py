@@ -406,12 +406,13 @@ class BoTorchPlanner:
         return acqf, label
 
     def _baseline(self, model: Model, training: _Training) -> Tensor:
-        """The points NEI / NEHVI integrate over as candidates for the incumbent (``r x d``, ``r <= 48``).
+        """The points NEI / NEHVI integrate over as candidates for the incumbent, an ``r x d`` tensor.
 
         With many observations, BoTorch's Monte-Carlo pruning (2048 joint posterior samples at every told
         point) dominates the cost of an ``ask``. Beforehand we keep the points that are best by posterior mean:
-        feasible ones first (mean constraints met), then the highest utility (one objective) or the first
-        non-dominated layers of the mean utilities (several objectives).
+        feasible ones first (mean constraints met), then the 48 of highest utility (one objective), or whole
+        non-dominated layers of the mean utilities until at least 48 are kept (several objectives; the first
+        layer is always kept entire).
         """
         X = training.X_baseline
         if X.shape[0] <= _MAX_BASELINE:
@@ -429,15 +430,16 @@ class BoTorchPlanner:
         if len(objectives) == 1:
             order = sorted(range(X.shape[0]), key=lambda i: (float(violation[i]), -float(U[i, 0])))
             return X[order[:_MAX_BASELINE]]
+        # Several objectives: never drop a point of the first (mean) Pareto layer -- a front point missing
+        # from the baseline would make NEHVI re-propose where the front is already known.
         keep: list[int] = []
-        rest = torch.arange(X.shape[0])
-        feasible_first = [rest[violation == 0], rest[violation > 0]]
-        for group in feasible_first:
+        everyone = torch.arange(X.shape[0])
+        for group in (everyone[violation == 0], everyone[violation > 0]):
             while group.numel() and len(keep) < _MAX_BASELINE:
                 front = is_non_dominated(U[group])
                 keep += group[front].tolist()
                 group = group[~front]
-        return X[keep[:_MAX_BASELINE]]
+        return X[keep]
 
     def _reference_point(self, training: _Training) -> Tensor:
         """Reference point in utility space from the feasible observed points (see `reference_point`)."""
