@@ -18,8 +18,10 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from agents.analysis_agents import XRDNetworkAgent
 from agents.planner import (
     ObjectiveSpec as PlannerObjective,
 )
@@ -92,20 +94,45 @@ def is_feasible(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> bo
     return True
 
 
+def _xrd_agent(spec: CampaignSpec) -> XRDPhaseAgent | XRDNetworkAgent:
+    """The analysis agent the campaign file asks for: the whole-pattern fit or the trained network ensemble."""
+    xrd = spec.analysis.xrd
+    if xrd.method == "fit":
+        return XRDPhaseAgent(xrd.phases, xrd.caglioti_uvw_deg2, xrd.background_terms)
+    assert xrd.model is not None  # the spec requires one
+    try:
+        agent = XRDNetworkAgent(xrd.model)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise CampaignError(f"analysis.xrd.model {xrd.model!r} cannot be loaded: {error}") from None
+    wanted = sorted(Path(p).stem if p.endswith(".cif") else p for p in xrd.phases)
+    if sorted(agent.ensemble.card.phases) != wanted:
+        raise CampaignError(
+            f"analysis.xrd.model {xrd.model!r} was trained on phases {sorted(agent.ensemble.card.phases)}, "
+            f"not the campaign's {wanted}"
+        )
+    return agent
+
+
 class Campaign:
     """One campaign bound to its store and its lab.
 
     Use :meth:`open` to start a new campaign or pick up an existing one of the same name.
     """
 
-    def __init__(self, spec: CampaignSpec, store: Store, lab: Lab, record: CampaignRecord) -> None:
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        store: Store,
+        lab: Lab,
+        record: CampaignRecord,
+        agent: XRDPhaseAgent | XRDNetworkAgent | None = None,
+    ) -> None:
         self.spec = spec
         self.store = store
         self.lab = lab
         self.record = record
         self.observers: list[Observer] = []
-        xrd = spec.analysis.xrd
-        self.agent = XRDPhaseAgent(xrd.phases, xrd.caglioti_uvw_deg2, xrd.background_terms)
+        self.agent = agent or _xrd_agent(spec)
         self.planner: Planner = self._make_planner()
 
     # --- opening -------------------------------------------------------------------------------------------
@@ -117,6 +144,7 @@ class Campaign:
             fresh: delete an earlier campaign of the same name first.
             resume: require the campaign to exist already (``crucible resume``).
         """
+        agent = _xrd_agent(spec)  # a model that cannot be used stops the campaign before anything is recorded
         existing = store.campaign_by_name(spec.name)
         if existing is not None and fresh:
             store.delete_campaign(existing.id)
@@ -126,7 +154,7 @@ class Campaign:
                 raise CampaignError(f"no campaign named {spec.name!r} in {store.url}")
             record = CampaignRecord(name=spec.name, spec_json=spec.model_dump_json())
             store.add(record)
-            return cls(spec, store, lab, record)
+            return cls(spec, store, lab, record, agent)
         if resume and existing.status != "running":
             existing = store.update_campaign(existing.id, status="running")
         if not resume and existing.spec_json != spec.model_dump_json():
@@ -139,7 +167,7 @@ class Campaign:
                 f"campaign {spec.name!r} already has experiments in {store.url}; "
                 f"continue it with `crucible resume {spec.name}` or pass --fresh to start over"
             )
-        return cls(spec, store, lab, existing)
+        return cls(spec, store, lab, existing, agent)
 
     def _make_planner(self) -> Planner:
         settings = self.spec.planner

@@ -121,11 +121,25 @@ class MeasurementSpec(_Strict):
 
 
 class XRDAnalysisSpec(_Strict):
-    """Phase quantification of powder XRD against reference phases (built-in names or CIF paths)."""
+    """Phase quantification of powder XRD against reference phases (built-in names or CIF paths).
+
+    ``method: fit`` (the default) refines every pattern against ``phases`` by whole-pattern least squares;
+    ``method: network`` runs the trained deep ensemble ``model`` (a shipped name such as ``tio2_calcination`` or a
+    model-card path), thousands of times faster, whose phases must be ``phases``. Either way every quantity
+    comes with a standard deviation, which the planner takes as its observation noise.
+    """
 
     phases: Annotated[list[str], Field(min_length=1)]
+    method: Literal["fit", "network"] = "fit"
+    model: str | None = None
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002)
     background_terms: Annotated[int, Field(ge=1, le=12)] = 6
+
+    @model_validator(mode="after")
+    def _network_has_a_model(self) -> XRDAnalysisSpec:
+        if self.method == "network" and not self.model:
+            raise ValueError("method 'network' needs a model: a shipped name (tio2_calcination) or a model-card path")
+        return self
 
 
 class AnalysisSpec(_Strict):
@@ -220,7 +234,7 @@ class CampaignSpec(_Strict):
                 f"{label}_b_angstrom",
                 f"{label}_c_angstrom",
             ]
-        return names + ["rwp"]
+        return names + (["rwp"] if self.analysis.xrd.method == "fit" else [])
 
     def instrument_of_kind(self, kind: str) -> tuple[str, InstrumentSpec]:
         """The first instrument of ``kind`` as ``(name, spec)``."""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign import Campaign, CampaignError
 from orchestrator.lab import Lab
 from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import parse_campaign
@@ -71,6 +71,53 @@ def test_campaign_steps_through_zeromq_servers_and_sqlite(tmp_path: Path) -> Non
         again = Campaign(spec, reopened, lab, record)
         again.synthesise(experiments[0].id)
         assert reopened.sample(experiments[0].id).job_id == f"{experiments[0].id}-synthesis"  # type: ignore[union-attr]
+
+
+def test_campaign_analysed_by_the_network_feeds_its_uncertainty_to_the_planner(tmp_path: Path) -> None:
+    """``analysis.xrd.method: network``: the trained ensemble replaces the fit in the loop, its standard deviations
+    become the planner's observation noise, and its numbers agree with the scenario's ground truth."""
+    from sim_lab.scenarios import SCENARIOS
+
+    data = short_campaign("network", experiments=5, initial=4)
+    data["analysis"]["xrd"].update(method="network", model="tio2_calcination")
+    spec = parse_campaign(data)
+    url = f"sqlite:///{tmp_path / 'campaign.db'}"
+    with SimulatedLab(spec, tmp_path / "tray"), Lab.from_spec(spec) as lab:
+        campaign = Campaign.open(spec, Store(url), lab)
+        while campaign.remaining_budget() > 0:
+            for experiment_id in campaign.plan():
+                campaign.synthesise(experiment_id)
+                campaign.characterise(experiment_id)
+                campaign.analyse(experiment_id)
+        told = list(campaign.planner.observations)
+    store = Store(url)
+    experiments = store.experiments(store.campaign_by_name("network").id)  # type: ignore[union-attr]
+    truth = SCENARIOS["tio2_calcination"]()
+    assert len(experiments) == 5
+    for experiment in experiments:
+        assert store.analysis(experiment.id).agent == "xrd-network"  # type: ignore[union-attr]
+        rutile = experiment.outcomes["rutile_fraction"]
+        assert 0.0 < rutile["std"] < 0.1
+        assert rutile["value"] == pytest.approx(truth.quantities(experiment.conditions)["rutile_fraction"], abs=0.05)
+    noisy = [o for o in told if o.variances]
+    assert noisy, "the planner was told the network's variances"
+    for observation in noisy:
+        assert observation.variances["rutile_fraction"] > 0  # type: ignore[index]
+
+
+def test_network_analysis_must_match_the_campaign_phases(tmp_path: Path) -> None:
+    data = short_campaign("mismatch", experiments=2, initial=2)
+    data["analysis"]["xrd"] = {"phases": ["anatase"], "method": "network"}
+    with pytest.raises(ValueError, match="needs a model"):
+        parse_campaign(data)
+    data["analysis"]["xrd"] = {"phases": ["anatase"], "method": "network", "model": "tio2_calcination"}
+    data["objectives"] = [{"name": "anatase_crystallite_size_nm", "direction": "maximize"}]
+    data["constraints"] = []
+    spec = parse_campaign(data)
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    with pytest.raises(CampaignError, match="trained on phases"):
+        Campaign.open(spec, store, Lab.from_spec(spec))
+    assert store.campaign_by_name("mismatch") is None, "nothing is recorded for a campaign that cannot start"
 
 
 def test_prefect_flow_runs_the_campaign(tmp_path: Path, prefect_harness: None) -> None:
