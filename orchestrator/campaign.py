@@ -23,13 +23,15 @@ from typing import Any
 
 from agents.analysis_agents import XRDNetworkAgent
 from agents.planner import (
-    ObjectiveSpec as PlannerObjective,
-)
-from agents.planner import (
+    LinearConstraintSpec,
     Observation,
     OutcomeConstraintSpec,
     Planner,
+    SpecError,
     make_planner,
+)
+from agents.planner import (
+    ObjectiveSpec as PlannerObjective,
 )
 from agents.planner import (
     ParameterSpec as PlannerParameter,
@@ -94,6 +96,38 @@ def is_feasible(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> bo
     return True
 
 
+def campaign_planner(spec: CampaignSpec) -> Planner:
+    """A fresh planner as the campaign file describes it (told nothing yet)."""
+    settings = spec.planner
+    parameters = [
+        PlannerParameter(
+            name=p.name, low=p.low, high=p.high, kind=p.kind, log_scale=p.log_scale, choices=p.choices, unit=p.unit
+        )
+        for p in spec.parameters
+    ]
+    objectives = [PlannerObjective(o.name, o.direction, o.target, o.reference) for o in spec.objectives]
+    constraints = [OutcomeConstraintSpec(c.name, c.op, c.value) for c in spec.constraints]
+    kwargs: dict[str, Any] = {"seed": spec.seed, "n_initial": settings.initial_experiments}
+    if settings.candidates is not None:
+        kwargs["candidates"] = settings.candidates
+    linear = [
+        LinearConstraintSpec(tuple(c.coefficients), tuple(c.coefficients.values()), c.op, c.value)
+        for c in spec.parameter_constraints
+    ]
+    if linear:
+        kwargs["linear_constraints"] = linear
+    if settings.name in ("botorch", "sobol", "random"):  # a plug-in planner gets only what every planner takes
+        kwargs["allow_repeats"] = settings.allow_repeats
+    if settings.name == "botorch":
+        kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts, "mode": settings.mode}
+    try:
+        return make_planner(
+            settings.name, parameters=parameters, objectives=objectives, constraints=constraints, **kwargs
+        )
+    except SpecError as error:  # e.g. a plug-in planner that cannot be imported, an infeasible constraint
+        raise CampaignError(f"planner {settings.name!r}: {error}") from None
+
+
 def _xrd_agent(spec: CampaignSpec) -> XRDPhaseAgent | XRDNetworkAgent:
     """The analysis agent the campaign file asks for: the whole-pattern fit or the trained network ensemble."""
     xrd = spec.analysis.xrd
@@ -144,7 +178,8 @@ class Campaign:
             fresh: delete an earlier campaign of the same name first.
             resume: require the campaign to exist already (``crucible resume``).
         """
-        agent = _xrd_agent(spec)  # a model that cannot be used stops the campaign before anything is recorded
+        agent = _xrd_agent(spec)  # a model or planner that cannot be used stops the campaign before any record
+        campaign_planner(spec)
         existing = store.campaign_by_name(spec.name)
         if existing is not None and fresh:
             store.delete_campaign(existing.id)
@@ -170,21 +205,7 @@ class Campaign:
         return cls(spec, store, lab, existing, agent)
 
     def _make_planner(self) -> Planner:
-        settings = self.spec.planner
-        parameters = [
-            PlannerParameter(
-                name=p.name, low=p.low, high=p.high, kind=p.kind, log_scale=p.log_scale, choices=p.choices, unit=p.unit
-            )
-            for p in self.spec.parameters
-        ]
-        objectives = [PlannerObjective(o.name, o.direction, o.target) for o in self.spec.objectives]
-        constraints = [OutcomeConstraintSpec(c.name, c.op, c.value) for c in self.spec.constraints]
-        kwargs: dict[str, Any] = {"seed": self.spec.seed, "n_initial": settings.initial_experiments}
-        if settings.name == "botorch":
-            kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts}
-        return make_planner(
-            settings.name, parameters=parameters, objectives=objectives, constraints=constraints, **kwargs
-        )
+        return campaign_planner(self.spec)
 
     # --- state ---------------------------------------------------------------------------------------------
     @property

@@ -6,6 +6,7 @@ an error that names it, raised before any instrument is touched (:func:`load_cam
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -72,6 +73,7 @@ class ObjectiveSpec(_Strict):
     name: str
     direction: Literal["maximize", "minimize", "target"] = "maximize"
     target: float | None = None
+    reference: float | None = None  # several objectives: the worst value still worth anything (hypervolume)
 
     @model_validator(mode="after")
     def _check_target(self) -> ObjectiveSpec:
@@ -95,13 +97,37 @@ class BudgetSpec(_Strict):
     batch_size: Annotated[int, Field(ge=1, le=64)] = 1
 
 
-class PlannerSettings(_Strict):
-    """Which planner proposes experiments and how many Sobol points start the campaign."""
+class ParameterConstraintSpec(_Strict):
+    """A linear constraint on continuous parameters, e.g. fractions that sum to one:
+    ``{coefficients: {x_Fe: 1, x_Co: 1, x_Ni: 1}, op: "==", value: 1}``."""
 
-    name: Literal["botorch", "sobol", "random"] = "botorch"
+    coefficients: Annotated[dict[str, float], Field(min_length=1)]
+    op: Literal["<=", ">=", "=="]
+    value: float
+
+
+class PlannerSettings(_Strict):
+    """Which planner proposes experiments, and how.
+
+    ``name`` is ``botorch``, ``sobol``, ``random`` or the import path ``package.module:Class`` of any planner that
+    follows the `agents.planner.Planner` protocol (an Ax or BayBE wrapper, a user's own). ``mode: explore``
+    maps the response surface (maximises information, not a value). ``candidates``: only these conditions can be
+    made (a CSV file with one column per parameter, or an inline list); each is picked at most once unless
+    ``allow_repeats``.
+    """
+
+    name: Annotated[str, Field(pattern=r"^(botorch|sobol|random|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "botorch"
     initial_experiments: Annotated[int, Field(ge=1)] = 5
     raw_samples: Annotated[int, Field(ge=8)] = 256
     num_restarts: Annotated[int, Field(ge=1)] = 8
+    mode: Literal["optimize", "explore"] = "optimize"
+    candidates: list[dict[str, float | str]] | None = None
+    allow_repeats: bool = False
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _read_candidates_file(cls, value: Any) -> Any:
+        return read_candidates(value) if isinstance(value, str) else value
 
 
 class InstrumentSpec(_Strict):
@@ -185,6 +211,7 @@ class CampaignSpec(_Strict):
     parameters: Annotated[list[ParameterSpec], Field(min_length=1)]
     objectives: Annotated[list[ObjectiveSpec], Field(min_length=1)]
     constraints: list[ConstraintSpec] = []
+    parameter_constraints: list[ParameterConstraintSpec] = []
     planner: PlannerSettings = PlannerSettings()
     require_approval: bool = False  # an operator approves each planned experiment before any instrument runs it
     client_key: str | None = None  # this orchestrator's CurveZMQ secret key file, for instruments with server_key
@@ -220,6 +247,13 @@ class CampaignSpec(_Strict):
                 raise ValueError(
                     f"{item.name!r} is not a quantity the analysis reports; known: {', '.join(sorted(known))}"
                 )
+        by_name = {p.name: p for p in self.parameters}
+        for i, linear in enumerate(self.parameter_constraints):
+            for name in linear.coefficients:
+                if name not in by_name or by_name[name].kind != "continuous":
+                    raise ValueError(f"parameter_constraints.{i}: {name!r} is not a continuous parameter")
+        for i, candidate in enumerate(self.planner.candidates or []):
+            _check_candidate(i, candidate, by_name)
         return self
 
     def measured_quantities(self) -> list[str]:
@@ -255,6 +289,45 @@ def _describe_error(error: dict[str, Any]) -> str:
     return f"{location}: {message}"
 
 
+def _check_candidate(index: int, candidate: dict[str, float | str], parameters: dict[str, ParameterSpec]) -> None:
+    where = f"planner.candidates.{index}"
+    missing = sorted(set(parameters) - set(candidate))
+    unknown = sorted(set(candidate) - set(parameters))
+    if missing or unknown:
+        raise ValueError(f"{where}: missing {missing} / unknown {unknown} parameters")
+    for name, value in candidate.items():
+        p = parameters[name]
+        if p.kind == "categorical":
+            if str(value) not in (p.choices or ()):
+                raise ValueError(f"{where}: {name} = {value!r} is not one of {list(p.choices or ())}")
+        elif isinstance(value, str) or not (p.low <= value <= p.high):  # type: ignore[operator]
+            raise ValueError(f"{where}: {name} = {value!r} is outside [{p.low:g}, {p.high:g}]")
+
+
+def read_candidates(path: str | Path) -> list[dict[str, float | str]]:
+    """Candidate conditions from a CSV file: a header row of parameter names, one candidate per row."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise ValueError(f"cannot read candidates file {path} ({error.strerror})") from None
+    except csv.Error as error:
+        raise ValueError(f"candidates file {path} is not valid CSV ({error})") from None
+    if not rows:
+        raise ValueError(f"candidates file {path} has no rows")
+
+    def cell(text: str | None, line: int, column: str) -> float | str:
+        if text is None or text.strip() == "":
+            raise ValueError(f"candidates file {path}, line {line}: no value for {column!r}")
+        try:
+            return float(text)
+        except ValueError:
+            return text.strip()
+
+    return [{k: cell(v, i + 2, k) for k, v in row.items()} for i, row in enumerate(rows)]
+
+
 def parse_campaign(data: Any, source: str = "<campaign>") -> CampaignSpec:
     """Validate an already-loaded campaign mapping; raise :class:`CampaignFileError` naming every problem."""
     if not isinstance(data, dict):
@@ -277,4 +350,7 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise CampaignFileError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    planner = data.get("planner") if isinstance(data, dict) else None
+    if isinstance(planner, dict) and isinstance(planner.get("candidates"), str):
+        planner["candidates"] = str(path.parent / planner["candidates"])  # relative to the campaign file
     return parse_campaign(data, str(path))

@@ -509,12 +509,23 @@ class BoTorchPlanner:
                     predicted[i][FEASIBILITY] = (p, sd)
         out = []
         for i in range(X.shape[0]):
-            conditions = self.space.decode(X[i])
+            conditions = self._given_candidate(X[i]) or self.space.decode(X[i])
             if self.problem.measurement is not None:
                 var_i = None if variances is None or training is None else variances[i]
                 conditions[self.problem.measurement.name] = self._measurement_level(var_i, training)
             out.append(Proposal(conditions, strategies[i], values[i], predicted[i]))
         return out
+
+    def _given_candidate(self, x: Tensor) -> dict[str, Condition] | None:
+        """The user's own candidate mapping at encoded point ``x`` (exact values, no decoding round-off), if any."""
+        if self.problem.candidates is None or self._candidates is None:
+            return None
+        distance = ((self._candidates - x) ** 2).sum(-1)
+        k = int(distance.argmin())
+        if float(distance[k]) > 1e-18:
+            return None
+        names = {p.name for p in self.problem.parameters}
+        return {name: value for name, value in self.problem.candidates[k].items() if name in names}
 
     def _measurement_level(self, var: Tensor | None, training: _Training | None) -> str:
         """The level with the largest information gain per cost, ``sum_j 0.5 log(1 + s_j^2 / noise_j) /
