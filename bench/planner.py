@@ -446,11 +446,70 @@ def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namesp
     return obs
 
 
+def _nearest_unused(problem: BenchProblem, cond: dict[str, Any], used: set[int]) -> tuple[int, dict[str, Any]]:
+    """The finite-set candidate nearest to ``cond`` (in the unit cube) that has not been used yet."""
+    assert problem.candidates is not None
+    names = [p.name for p in problem.parameters]
+    lo = np.array([p.low for p in problem.parameters])
+    span = np.array([p.high - p.low for p in problem.parameters])
+    C = (np.array([[c[n] for n in names] for c in problem.candidates]) - lo) / span
+    d = ((C - (np.array([cond[n] for n in names]) - lo) / span) ** 2).sum(-1)
+    if used:
+        d[list(used)] = np.inf
+    k = int(d.argmin())
+    return k, dict(problem.candidates[k])
+
+
+def run_ax(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
+    """Ax's ``Client`` with its default generation strategy (Sobol, then BoTorch); noisy outcomes go with their
+    standard errors; reference points as thresholds on the objectives; a finite set by nearest unused pick.
+
+    Ax is not a dependency of Crucible: install ``ax-platform`` (1.3.1 resolves with the pinned botorch).
+    """
+    import logging
+
+    from ax import Client, RangeParameterConfig
+
+    logging.getLogger("ax").setLevel(logging.ERROR)
+    client = Client(random_seed=seed)
+    client.configure_experiment(
+        parameters=[RangeParameterConfig(p.name, (p.low, p.high), "float") for p in problem.parameters]
+    )
+    objective = ", ".join(("-" if o.direction == "minimize" else "") + o.name for o in problem.objectives)
+    constraints = [f"{c.name} {c.op} {c.value!r}" for c in problem.constraints]
+    if len(problem.objectives) > 1:
+        constraints += [
+            f"{o.name} {'<=' if o.direction == 'minimize' else '>='} {o.reference!r}"
+            for o in problem.objectives
+            if o.reference is not None
+        ]
+    client.configure_optimization(objective=objective, outcome_constraints=constraints or None)
+    rng = np.random.default_rng(1000 + seed)
+    used: set[int] = set()
+    obs = []
+    for _ in range(budget):
+        ((index, params),) = client.get_next_trials(max_trials=1).items()
+        cond = dict(params)
+        if problem.candidates is not None:
+            k, cond = _nearest_unused(problem, cond, used)
+            used.add(k)
+            client.mark_trial_abandoned(index)
+            index = client.attach_trial(parameters=cond)
+        told, truth = observe(problem, cond, rng)
+        raw = {
+            k: (v, math.sqrt(told.variances[k])) if told.variances else v for k, v in told.outcomes.items()
+        }
+        client.complete_trial(trial_index=index, raw_data=raw)
+        obs.append(truth)
+    return obs
+
+
 METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[Observation]]] = {
     "crucible": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a),
     "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,
+    "ax": run_ax,
 }
 
 
@@ -653,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=80)
     ap.add_argument("--problems", default="branin,hartmann6,constrained,twoobj,finite,tio2,catalyst")
     ap.add_argument("--workers", type=int, default=1, help="processes for the (problem, method, seed) runs")
-    ap.add_argument("--methods", default="crucible,random,sobol,tpe")
+    ap.add_argument("--methods", default="crucible,random,sobol,tpe", help="also: ax (needs ax-platform)")
     ap.add_argument("--budget-for", default="twoobj=120", help="per-problem budgets, e.g. twoobj=160")
     ap.add_argument("--candidates", type=int, default=10_000, help="size of the finite candidate set")
     ap.add_argument("--raw-samples", type=int, default=256)

@@ -120,4 +120,3 @@ def test_fuzzed_server_keeps_serving_a_valid_client() -> None:
         assert not failures, failures[0]
         assert replies == N_MESSAGES
         assert len(served) >= 5, f"valid client served only {len(served)} times in {elapsed:.1f} s"
-        assert elapsed < 30.0

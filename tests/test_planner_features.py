@@ -4,7 +4,6 @@ noise, failures, costs, measurement choice, fixed values, changed bounds, explor
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -76,7 +75,7 @@ def test_composition_sum_to_one_respected_by_every_proposal():
         assert p.conditions["Ni"] <= 0.6 + 1e-6
 
 
-def test_finite_candidate_set_of_100k_never_repeats_and_is_fast():
+def test_finite_candidate_set_of_100k_never_repeats():
     g = torch.Generator().manual_seed(0)
     X = torch.rand(100_000, 2, generator=g, dtype=torch.double)
     candidates = [{"x1": float(a), "x2": float(b)} for a, b in X.tolist()]
@@ -89,14 +88,11 @@ def test_finite_candidate_set_of_100k_never_repeats_and_is_fast():
         return Observation(c, {"y": (c["x1"] - 0.3) ** 2 + (c["x2"] - 0.8) ** 2})
 
     run(planner, f, steps=2, n=2)
-    t0 = time.perf_counter()
     props = run(planner, f, steps=2, n=2, pending=[candidates[5]])
-    per_point = (time.perf_counter() - t0) / 4
     seen = [key(o.conditions) for o in planner.observations]
     assert len(set(seen)) == len(seen) and set(seen) <= allowed
     assert key(candidates[5]) not in seen
     assert {p.strategy for p in props} == {"qLogNEI"}
-    assert per_point < 20.0  # generous: a shared 2-core machine; the bench reports the real figure
 
 
 def test_two_objectives_qlognehvi_with_reference_point():
