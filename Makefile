@@ -9,7 +9,7 @@ STAMP := $(VENV)/.crucible-installed
 # removes the "database is locked" tracebacks it otherwise logs (see constraints.txt).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-planner bench-analysis bench-orchestration clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The quick benches take minutes. The planner and analysis benches take about 45 min each on two cores; their
+# latest printed tables are in bench/results/.
 bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/instruments.py
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/sim_lab.py
+
+bench-planner: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/planner.py --seeds 10 --workers 2
+
+bench-analysis: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/analysis.py --n 2000
+
+bench-orchestration: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/orchestration.py --experiments 200 --time-factor 5e-5
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
