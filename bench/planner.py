@@ -410,6 +410,29 @@ def _distributions(parameters: Sequence[ParameterSpec]) -> dict[str, Any]:
     return out
 
 
+class NearestUnusedCandidate:
+    """For optimisers without finite sets (TPE, Ax): map each suggestion to the nearest candidate (in the unit
+    cube) not picked before."""
+
+    def __init__(self, problem: BenchProblem) -> None:
+        assert problem.candidates is not None
+        self.candidates = problem.candidates
+        self.names = [p.name for p in problem.parameters]
+        self.low = np.array([p.low for p in problem.parameters])
+        self.span = np.array([p.high - p.low for p in problem.parameters])
+        self.unit = (np.array([[c[n] for n in self.names] for c in self.candidates]) - self.low) / self.span
+        self.used: set[int] = set()
+
+    def pick(self, suggestion: dict[str, Any]) -> dict[str, Any]:
+        u = (np.array([suggestion[n] for n in self.names]) - self.low) / self.span
+        d = ((self.unit - u) ** 2).sum(-1)
+        if self.used:
+            d[list(self.used)] = np.inf
+        k = int(d.argmin())
+        self.used.add(k)
+        return dict(self.candidates[k])
+
+
 def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
     """Optuna's TPE with its defaults; constraints via ``constraints_func``; a finite set by nearest unused
     pick."""
@@ -421,26 +444,14 @@ def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namesp
     directions = ["minimize" if o.direction == "minimize" else "maximize" for o in problem.objectives]
     study = optuna.create_study(directions=directions, sampler=sampler)
     dists = _distributions(problem.parameters)
-    names = [p.name for p in problem.parameters]
-    C = None
-    used: set[int] = set()
-    if problem.candidates is not None:
-        C = np.array([[c[n] for n in names] for c in problem.candidates])
-        lo = np.array([p.low for p in problem.parameters])
-        span = np.array([p.high - p.low for p in problem.parameters])
+    finite = NearestUnusedCandidate(problem) if problem.candidates is not None else None
     obs = []
     rng = np.random.default_rng(1000 + seed)
     for _ in range(budget):
         trial = study.ask(dists)
         cond = dict(trial.params)
-        if C is not None:
-            u = (np.array([cond[n] for n in names]) - lo) / span
-            d = (((C - lo) / span - u) ** 2).sum(-1)
-            if used:
-                d[list(used)] = np.inf
-            k = int(d.argmin())
-            used.add(k)
-            cond = dict(problem.candidates[k])  # type: ignore[index]
+        if finite is not None:
+            cond = finite.pick(cond)
         told, truth = observe(problem, cond, rng)
         out = told.outcomes
         if problem.constraints:
@@ -451,20 +462,6 @@ def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namesp
         study.tell(trial, values if len(values) > 1 else values[0])
         obs.append(truth)
     return obs
-
-
-def _nearest_unused(problem: BenchProblem, cond: dict[str, Any], used: set[int]) -> tuple[int, dict[str, Any]]:
-    """The finite-set candidate nearest to ``cond`` (in the unit cube) that has not been used yet."""
-    assert problem.candidates is not None
-    names = [p.name for p in problem.parameters]
-    lo = np.array([p.low for p in problem.parameters])
-    span = np.array([p.high - p.low for p in problem.parameters])
-    C = (np.array([[c[n] for n in names] for c in problem.candidates]) - lo) / span
-    d = ((C - (np.array([cond[n] for n in names]) - lo) / span) ** 2).sum(-1)
-    if used:
-        d[list(used)] = np.inf
-    k = int(d.argmin())
-    return k, dict(problem.candidates[k])
 
 
 def run_ax(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
@@ -492,14 +489,13 @@ def run_ax(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespa
         ]
     client.configure_optimization(objective=objective, outcome_constraints=constraints or None)
     rng = np.random.default_rng(1000 + seed)
-    used: set[int] = set()
+    finite = NearestUnusedCandidate(problem) if problem.candidates is not None else None
     obs = []
     for _ in range(budget):
         ((index, params),) = client.get_next_trials(max_trials=1).items()
         cond = dict(params)
-        if problem.candidates is not None:
-            k, cond = _nearest_unused(problem, cond, used)
-            used.add(k)
+        if finite is not None:
+            cond = finite.pick(cond)
             client.mark_trial_abandoned(index)
             index = client.attach_trial(parameters=cond)
         told, truth = observe(problem, cond, rng)

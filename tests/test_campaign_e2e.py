@@ -30,6 +30,15 @@ def short_campaign(name: str, experiments: int, initial: int) -> dict[str, Any]:
     )
 
 
+def run_to_budget(campaign: Campaign) -> None:
+    """Plan, synthesise, characterise and analyse, one step after another, until the budget is spent."""
+    while campaign.remaining_budget() > 0:
+        for experiment_id in campaign.plan():
+            campaign.synthesise(experiment_id)
+            campaign.characterise(experiment_id)
+            campaign.analyse(experiment_id)
+
+
 def test_campaign_steps_through_zeromq_servers_and_sqlite(tmp_path: Path) -> None:
     spec = parse_campaign(short_campaign("steps", experiments=5, initial=4))
     url = f"sqlite:///{tmp_path / 'campaign.db'}"
@@ -37,11 +46,7 @@ def test_campaign_steps_through_zeromq_servers_and_sqlite(tmp_path: Path) -> Non
         described = lab.check()
         assert {d["kind"] for d in described.values()} == {"synthesiser", "diffractometer"}
         campaign = Campaign.open(spec, Store(url), lab)
-        while campaign.remaining_budget() > 0:
-            for experiment_id in campaign.plan():
-                campaign.synthesise(experiment_id)
-                campaign.characterise(experiment_id)
-                campaign.analyse(experiment_id)
+        run_to_budget(campaign)
         campaign.finish()
 
     assert (tmp_path / "campaign.db").stat().st_size > 0
@@ -84,11 +89,7 @@ def test_campaign_analysed_by_the_network_feeds_its_uncertainty_to_the_planner(t
     url = f"sqlite:///{tmp_path / 'campaign.db'}"
     with SimulatedLab(spec, tmp_path / "tray"), Lab.from_spec(spec) as lab:
         campaign = Campaign.open(spec, Store(url), lab)
-        while campaign.remaining_budget() > 0:
-            for experiment_id in campaign.plan():
-                campaign.synthesise(experiment_id)
-                campaign.characterise(experiment_id)
-                campaign.analyse(experiment_id)
+        run_to_budget(campaign)
         told = list(campaign.planner.observations)
     store = Store(url)
     experiments = store.experiments(store.campaign_by_name("network").id)  # type: ignore[union-attr]
