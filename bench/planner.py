@@ -572,46 +572,120 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     _PROBLEM_CACHE.update(zip(names, problems, strict=True))
     budgets = _budgets(args)
     methods = args.methods.split(",")
+    log = RunLog(Path(args.log)) if args.log else None
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     runs: dict[tuple[str, str, int], Any] = {}
-    for key in names:  # everything is queued at once; tables are printed problem by problem as they complete
+    for key in names:  # everything is queued at once, in this order; tables are printed problem by problem
         for m in methods:
             for seed in range(args.seeds):
                 task = (key, m, seed, budgets.get(key, args.budget), args)
                 runs[(key, m, seed)] = pool.submit(_one_run, *task) if pool else task
+                if pool and log:
+                    runs[(key, m, seed)].add_done_callback(log.callback(problems[names.index(key)], m, seed))
     results: dict[str, Any] = {}
     for key, problem in zip(names, problems, strict=True):
         budget = budgets.get(key, args.budget)
-        checkpoints = [c for c in CHECKPOINTS if c <= budget]
-        if not checkpoints or budget > checkpoints[-1]:
-            checkpoints.append(budget)
-        print(f"\n## {problem.name}  (best score {problem.optimum:.6g}, 1 % tolerance {problem.tolerance:.3g})")
-        print(
-            f"{'method':<10} "
-            + " ".join(f"{'regret@' + str(c):>24}" for c in checkpoints)
-            + f" {'n to 1%':>14} {'s/run':>7}",
-            flush=True,
-        )
+        print_table_head(problem.name, problem.optimum, problem.tolerance, budget)
         results[problem.name] = {"budget": budget}
         for m in methods:
             curves, secs = [], []
             for seed in range(args.seeds):
                 run = runs[(key, m, seed)]
-                curve, seconds = run.result() if pool else _one_run(*run)
+                if pool:
+                    curve, seconds = run.result()
+                else:
+                    curve, seconds = _one_run(*run)
+                    if log:
+                        log.write(problem, m, seed, curve, seconds)
                 curves.append(curve)
                 secs.append(seconds)
-            hits = [to_target(c, problem.tolerance) for c in curves]
-            med = statistics.median(hits)
-            reached = sum(h < math.inf for h in hits)
-            cells = " ".join(f"{_q([c[k - 1] for c in curves]):>24}" for k in checkpoints)
-            med_s = f"{med:g}" if med < math.inf else f">{budget}"
-            print(
-                f"{m:<10} {cells} {med_s + f' ({reached}/{args.seeds})':>14} {statistics.median(secs):7.1f}",
-                flush=True,
-            )
-            results[problem.name][m] = {"curves": curves, "to_1pct": hits, "median_to_1pct": med, "seconds": secs}
+            results[problem.name][m] = print_method_row(m, curves, secs, problem.tolerance, budget, args.seeds)
     if pool:
         pool.shutdown()
+    print_ratios(results, methods)
+    return results
+
+
+def _checkpoints(budget: int) -> list[int]:
+    checkpoints = [c for c in CHECKPOINTS if c <= budget]
+    if not checkpoints or budget > checkpoints[-1]:
+        checkpoints.append(budget)
+    return checkpoints
+
+
+def print_table_head(name: str, optimum: float, tolerance: float, budget: int) -> None:
+    print(f"\n## {name}  (best score {optimum:.6g}, 1 % tolerance {tolerance:.3g})")
+    print(
+        f"{'method':<10} "
+        + " ".join(f"{'regret@' + str(c):>24}" for c in _checkpoints(budget))
+        + f" {'n to 1%':>14} {'s/run':>7}",
+        flush=True,
+    )
+
+
+def print_method_row(
+    method: str, curves: list[list[float]], secs: list[float], tolerance: float, budget: int, seeds: int
+) -> dict[str, Any]:
+    """One method's row: regret quartiles at the checkpoints, experiments to 1 % (how many of ``seeds`` got
+    there; a row with fewer finished runs than ``seeds`` says so), median seconds per run."""
+    hits = [to_target(c, tolerance) for c in curves]
+    med = statistics.median(hits)
+    reached = sum(h < math.inf for h in hits)
+    cells = " ".join(f"{_q([c[k - 1] for c in curves]):>24}" for k in _checkpoints(budget))
+    med_s = f"{med:g}" if med < math.inf else f">{budget}"
+    runs = f"{reached}/{len(curves)}" + ("" if len(curves) == seeds else f" of {len(curves)} runs")
+    print(f"{method:<10} {cells} {med_s + f' ({runs})':>14} {statistics.median(secs):7.1f}", flush=True)
+    return {"curves": curves, "to_1pct": hits, "median_to_1pct": med, "seconds": secs}
+
+
+class RunLog:
+    """Appends every finished run (problem, method, seed, regret curve, seconds) to a JSON-lines file as it
+    finishes, so a long bench that is stopped keeps what it measured; ``--report LOG`` prints its tables."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def write(self, problem: BenchProblem, method: str, seed: int, curve: list[float], seconds: float) -> None:
+        row = {
+            "problem": problem.name,
+            "optimum": problem.optimum,
+            "tolerance": problem.tolerance,
+            "method": method,
+            "seed": seed,
+            "curve": curve,
+            "seconds": seconds,
+        }
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def callback(self, problem: BenchProblem, method: str, seed: int) -> Callable[[Any], None]:
+        def done(future: Any) -> None:
+            if future.exception() is None:
+                curve, seconds = future.result()
+                self.write(problem, method, seed, curve, seconds)
+
+        return done
+
+
+def report_from_log(path: Path, seeds: int) -> dict[str, Any]:
+    """The quality tables and ratios from a ``--log`` file, with the runs it holds (a stopped bench: fewer)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    problems: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        problems.setdefault(r["problem"], {}).setdefault(r["method"], []).append(r)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    results: dict[str, Any] = {}
+    for name, by_method in problems.items():
+        first = next(iter(by_method.values()))[0]
+        budget = len(first["curve"])
+        print_table_head(name, first["optimum"], first["tolerance"], budget)
+        results[name] = {"budget": budget}
+        for m in methods:
+            runs = sorted(by_method.get(m, []), key=lambda r: r["seed"])
+            if runs:
+                curves, secs = [r["curve"] for r in runs], [r["seconds"] for r in runs]
+                results[name][m] = print_method_row(m, curves, secs, first["tolerance"], budget, seeds)
     print_ratios(results, methods)
     return results
 
@@ -630,6 +704,9 @@ def print_ratios(results: dict[str, Any], methods: list[str]) -> None:
         c = r["crucible"]["median_to_1pct"]
         cells, best = [], c < math.inf
         for m in others:
+            if m not in r:  # a --report of a stopped bench: this method has no finished run here
+                cells.append("-")
+                continue
             o = r[m]["median_to_1pct"]
             best &= c < o
             if c < math.inf and o < math.inf:
@@ -727,6 +804,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--latency-only", action="store_true")
     ap.add_argument("--quick", action="store_true", help="3 seeds, budget 20, latency at 20, 100; 1 repeat")
     ap.add_argument("--out", default="", help="write all figures as JSON to this path")
+    ap.add_argument("--log", default="", help="append each finished run to this JSON-lines file as it finishes")
+    ap.add_argument("--report", default="", help="print the quality tables of a --log file, then stop")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.latency_sizes, args.latency_repeats = 3, 20, "20,100", 1
@@ -741,6 +820,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"num_restarts={args.num_restarts} torch {torch.__version__}",
         flush=True,
     )
+    if args.report:
+        report_from_log(Path(args.report), args.seeds)
+        return
     results: dict[str, Any] = {"args": vars(args)}
     if not args.latency_only:
         results["quality"] = run_quality(args)
