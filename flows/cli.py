@@ -161,7 +161,7 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
         measured = best.outcomes[objective.name]
         console.print(
             f"[bold]best conditions found[/] (experiment {best.index}): "
-            + ", ".join(f"{k} = {v:.4g}" for k, v in best.conditions.items())
+            + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best.conditions.items())
         )
         console.print(f"  measured {objective.name} = {measured['value']:.4g} ± {measured['std']:.2g}")
     if spec.simulation is not None and objective.direction != "target":

@@ -23,7 +23,9 @@ from typing import Any
 
 from agents.analysis_agents import XRDNetworkAgent
 from agents.planner import (
+    CostSpec,
     LinearConstraintSpec,
+    MeasurementSpec,
     Observation,
     OutcomeConstraintSpec,
     Planner,
@@ -40,7 +42,7 @@ from agents.xrd_phase_agent import XRDPhaseAgent
 from instruments.errors import InstrumentBusy, InstrumentError, InstrumentTimeout, InstrumentUnreachable
 from instruments.readings import Diffractogram
 from orchestrator.lab import Lab
-from orchestrator.spec import CampaignSpec
+from orchestrator.spec import SCAN_KEY, CampaignSpec
 from orchestrator.store import (
     AnalysisRecord,
     CampaignRecord,
@@ -120,6 +122,21 @@ def campaign_planner(spec: CampaignSpec) -> Planner:
         kwargs["allow_repeats"] = settings.allow_repeats
     if settings.name == "botorch":
         kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts, "mode": settings.mode}
+        if settings.cost is not None:
+            kwargs["cost"] = CostSpec(
+                fixed=settings.cost.fixed,
+                per_unit=tuple(settings.cost.per_unit.items()),
+                per_choice=tuple((name, tuple(prices.items())) for name, prices in settings.cost.per_choice.items()),
+                alpha=settings.cost.alpha,
+            )
+        scans = spec.measurement.scans
+        if scans is not None:  # measurement fidelities; noise priors from counting statistics (variance ~ 1/t)
+            kwargs["measurement"] = MeasurementSpec(
+                SCAN_KEY,
+                tuple(scans),
+                costs=tuple(scan.scan_cost for scan in scans.values()),
+                noise_variances=tuple(1.0 / scan.counting_time_s for scan in scans.values()),
+            )
     try:
         return make_planner(
             settings.name, parameters=parameters, objectives=objectives, constraints=constraints, **kwargs
@@ -337,7 +354,10 @@ class Campaign:
         if experiment.status not in (ExperimentStatus.PLANNED, ExperimentStatus.SYNTHESISING):
             return
         name = instrument or self.instrument_for(experiment_id, "synthesiser")
-        params = {"sample_id": experiment.sample_id, "conditions": experiment.conditions}
+        conditions = dict(experiment.conditions)
+        if self.spec.measurement.scans is not None:
+            conditions.pop(SCAN_KEY, None)  # how to measure is not a synthesis condition
+        params = {"sample_id": experiment.sample_id, "conditions": conditions}
         job_id, result = self._run_on_instrument(experiment, name, ExperimentStatus.SYNTHESISING, "synthesis", params)
         sample = SampleRecord(
             id=experiment.sample_id,
@@ -355,7 +375,12 @@ class Campaign:
         if experiment.status not in (ExperimentStatus.MADE, ExperimentStatus.MEASURING):
             return
         name = instrument or self.instrument_for(experiment_id, "diffractometer")
-        params = {"sample_id": experiment.sample_id, "counting_time_s": self.spec.measurement.counting_time_s}
+        try:
+            counting_time_s = self.spec.measurement.counting_time_for(experiment.conditions.get(SCAN_KEY))
+        except KeyError as error:  # a record written under another campaign file
+            self.fail(experiment.id, f"cannot measure: {error.args[0]}")
+            raise CampaignError(f"experiment {experiment.index}: {error.args[0]}") from None
+        params = {"sample_id": experiment.sample_id, "counting_time_s": counting_time_s}
         job_id, result = self._run_on_instrument(experiment, name, ExperimentStatus.MEASURING, "xrd", params)
         try:
             reading = Diffractogram.from_dict(result["reading"])

@@ -11,7 +11,7 @@ from rich.table import Table
 from analysis.phase_quantification import PhaseQuantification
 from instruments.readings import Diffractogram
 from orchestrator.campaign import best_so_far, is_feasible, objective_value
-from orchestrator.spec import CampaignSpec
+from orchestrator.spec import SCAN_KEY, CampaignSpec
 from orchestrator.store import ExperimentRecord, ExperimentStatus
 
 __all__ = ["experiment_table", "plot_best_so_far", "plot_pattern_fit"]
@@ -28,6 +28,9 @@ def experiment_table(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]
     table.add_column("#", justify="right")
     for parameter in spec.parameters:
         table.add_column(f"{parameter.name}\n[{parameter.unit}]" if parameter.unit else parameter.name, justify="right")
+    scans = spec.measurement.scans is not None
+    if scans:
+        table.add_column(SCAN_KEY)
     table.add_column(objective, justify="right")
     for constraint in spec.constraints:
         table.add_column(f"{constraint.name}\n{constraint.op} {constraint.value:g}", justify="right")
@@ -36,6 +39,8 @@ def experiment_table(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]
         outcomes = experiment.outcomes
         cells = [str(experiment.index)]
         cells += [_format(experiment.conditions.get(p.name)) for p in spec.parameters]
+        if scans:
+            cells.append(_format(experiment.conditions.get(SCAN_KEY)))
         for name in [objective, *(c.name for c in spec.constraints)]:
             cells.append(f"{outcomes[name]['value']:.4g} ± {outcomes[name]['std']:.2g}" if name in outcomes else "")
         status = experiment.status

@@ -148,7 +148,9 @@ def truth_scores(spec: CampaignSpec, conditions: list[dict[str, Any]]) -> tuple[
     constraints = [(c.name, c.op, c.value) for c in spec.constraints]
     best_conditions, best_value = true_optimum(scenario, objective.name, objective.direction, constraints)
     values = []
+    names = {p.name for p in spec.parameters}
     for point in conditions:
-        value, feasible = score(scenario, point, objective.name, objective.direction, constraints)
+        made = {k: v for k, v in point.items() if k in names}  # not how it was measured (a chosen scan)
+        value, feasible = score(scenario, made, objective.name, objective.direction, constraints)
         values.append(value if feasible else float("nan"))
     return values, best_conditions, best_value

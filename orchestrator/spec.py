@@ -18,12 +18,15 @@ __all__ = [
     "CampaignFileError",
     "CampaignSpec",
     "ConstraintSpec",
+    "CostSpec",
     "FaultsSpec",
     "InstrumentSpec",
     "MeasurementSpec",
     "ObjectiveSpec",
     "ParameterSpec",
     "PlannerSettings",
+    "SCAN_KEY",
+    "ScanSpec",
     "SimulationSpec",
     "XRDAnalysisSpec",
     "load_campaign",
@@ -106,6 +109,22 @@ class ParameterConstraintSpec(_Strict):
     value: float
 
 
+class CostSpec(_Strict):
+    """What an experiment costs as a function of its conditions (e.g. anneal hours), so the planner weighs
+    expected improvement per unit cost: ``fixed + sum per_unit[p] * p + sum per_choice[p][choice]``."""
+
+    fixed: Annotated[float, Field(ge=0)] = 0.0
+    per_unit: dict[str, Annotated[float, Field(ge=0)]] = {}
+    per_choice: dict[str, dict[str, Annotated[float, Field(ge=0)]]] = {}
+    alpha: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _something_costs(self) -> CostSpec:
+        if self.fixed <= 0 and not self.per_unit and not self.per_choice:
+            raise ValueError("give a positive fixed cost or per_unit / per_choice terms")
+        return self
+
+
 class PlannerSettings(_Strict):
     """Which planner proposes experiments, and how.
 
@@ -113,7 +132,7 @@ class PlannerSettings(_Strict):
     follows the `agents.planner.Planner` protocol (an Ax or BayBE wrapper, a user's own). ``mode: explore``
     maps the response surface (maximises information, not a value). ``candidates``: only these conditions can be
     made (a CSV file with one column per parameter, or an inline list); each is picked at most once unless
-    ``allow_repeats``.
+    ``allow_repeats``. ``cost``: what an experiment costs as a function of its conditions (``botorch`` only).
     """
 
     name: Annotated[str, Field(pattern=r"^(botorch|sobol|random|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "botorch"
@@ -123,6 +142,7 @@ class PlannerSettings(_Strict):
     mode: Literal["optimize", "explore"] = "optimize"
     candidates: list[dict[str, float | str]] | None = None
     allow_repeats: bool = False
+    cost: CostSpec | None = None
 
     @field_validator("candidates", mode="before")
     @classmethod
@@ -140,10 +160,47 @@ class InstrumentSpec(_Strict):
     server_key: str | None = None  # the instrument's CurveZMQ public key file (`crucible keys`); required off-host
 
 
+class ScanSpec(_Strict):
+    """One way to measure a sample: a counting time per step and what a scan costs (by default its counting
+    time, the instrument time it takes; any unit shared by the campaign's scans)."""
+
+    counting_time_s: Annotated[float, Field(gt=0)]
+    cost: Annotated[float, Field(gt=0)] | None = None
+
+    @property
+    def scan_cost(self) -> float:
+        return self.cost if self.cost is not None else self.counting_time_s
+
+
 class MeasurementSpec(_Strict):
-    """How each sample is measured."""
+    """How each sample is measured: one counting time, or ``scans`` for the planner to choose from.
+
+    With ``scans`` (two or more, e.g. a quick low-count scan and a long high-count one) the planner picks, for
+    every experiment, the scan with the largest expected information per unit cost (measurement fidelities);
+    the choice is recorded in the experiment's conditions under ``scan``.
+    """
 
     counting_time_s: Annotated[float, Field(gt=0)] = 1.0
+    scans: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ScanSpec] | None = None
+
+    @field_validator("scans")
+    @classmethod
+    def _at_least_two(cls, scans: dict[str, ScanSpec] | None) -> dict[str, ScanSpec] | None:
+        if scans is not None and len(scans) < 2:
+            raise ValueError("give two or more scans to choose from, or just counting_time_s")
+        return scans
+
+    def counting_time_for(self, scan: str | None) -> float:
+        """Counting time per step of ``scan`` (a name from ``scans``), or the single ``counting_time_s``."""
+        if self.scans is None:
+            return self.counting_time_s
+        if scan not in self.scans:
+            raise KeyError(f"scan {scan!r} is not one of {sorted(self.scans)}")
+        return self.scans[scan].counting_time_s
+
+
+#: The key under which a chosen scan is recorded in an experiment's conditions.
+SCAN_KEY = "scan"
 
 
 class XRDAnalysisSpec(_Strict):
@@ -254,6 +311,17 @@ class CampaignSpec(_Strict):
                     raise ValueError(f"parameter_constraints.{i}: {name!r} is not a continuous parameter")
         for i, candidate in enumerate(self.planner.candidates or []):
             _check_candidate(i, candidate, by_name)
+        if self.planner.cost is not None:
+            _check_cost(self.planner.cost, by_name)
+        botorch_only = [
+            field
+            for field, given in (("planner.cost", self.planner.cost), ("measurement.scans", self.measurement.scans))
+            if given is not None
+        ]
+        if botorch_only and self.planner.name != "botorch":
+            raise ValueError(f"{' and '.join(botorch_only)} need planner 'botorch', not {self.planner.name!r}")
+        if self.measurement.scans is not None and SCAN_KEY in by_name:
+            raise ValueError(f"measurement.scans records its choice as {SCAN_KEY!r}, which is also a parameter name")
         return self
 
     def measured_quantities(self) -> list[str]:
@@ -287,6 +355,25 @@ def _describe_error(error: dict[str, Any]) -> str:
         return f"missing required field {location!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{location}: {message}"
+
+
+def _check_cost(cost: CostSpec, parameters: dict[str, ParameterSpec]) -> None:
+    for name in cost.per_unit:
+        if name not in parameters or parameters[name].kind == "categorical":
+            raise ValueError(f"planner.cost.per_unit: {name!r} is not a continuous or integer parameter")
+    for name, prices in cost.per_choice.items():
+        p = parameters.get(name)
+        if p is None or p.kind != "categorical":
+            raise ValueError(f"planner.cost.per_choice: {name!r} is not a categorical parameter")
+        missing = sorted(set(p.choices or ()) - set(prices))
+        unknown = sorted(set(prices) - set(p.choices or ()))
+        if missing or unknown:
+            raise ValueError(f"planner.cost.per_choice.{name}: missing choices {missing} / unknown {unknown}")
+    cheapest = cost.fixed
+    cheapest += sum(rate * (parameters[name].low or 0.0) for name, rate in cost.per_unit.items())
+    cheapest += sum(min(prices.values()) for prices in cost.per_choice.values())
+    if cheapest <= 0:
+        raise ValueError("planner.cost: the cheapest experiment would cost nothing; give a positive fixed cost")
 
 
 def _check_candidate(index: int, candidate: dict[str, float | str], parameters: dict[str, ParameterSpec]) -> None:

@@ -1,17 +1,23 @@
-"""Planner options of the campaign file: a CSV of candidates, linear parameter constraints, plug-in planners."""
+"""Planner options of the campaign file: a CSV of candidates, linear parameter constraints, plug-in planners,
+measurement fidelities (scans) and condition-dependent costs."""
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
 import yaml
 
-from orchestrator.campaign import Campaign, CampaignError
+from orchestrator.campaign import Campaign, CampaignError, campaign_planner
 from orchestrator.lab import Lab
+from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import CampaignFileError, load_campaign, parse_campaign
-from orchestrator.store import Store
+from orchestrator.store import ExperimentStatus, Store
 from tests.conftest import example_campaign
+from tests.test_campaign_e2e import run_to_budget
 
 
 def _campaign(tmp_path: Path, data: dict) -> Campaign:
@@ -86,3 +92,82 @@ def test_a_plug_in_planner_by_import_path(tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="cannot import planner 'my_lab.planners:Nothing'"):
         Campaign.open(parse_campaign(data), store, Lab.from_spec(parse_campaign(data)))
     assert store.campaign_by_name("missing-plugin") is None
+
+
+def _run_in_simulated_lab(tmp_path: Path, data: dict) -> tuple[Campaign, Store]:
+    spec = parse_campaign(data)
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    with SimulatedLab(spec, tmp_path / "tray"), Lab.from_spec(spec) as lab:
+        campaign = Campaign.open(spec, store, lab)
+        run_to_budget(campaign)
+    return campaign, store
+
+
+def test_the_planner_chooses_the_scan_and_the_diffractometer_counts_that_long(tmp_path: Path) -> None:
+    scans = {"quick": {"counting_time_s": 0.25}, "long": {"counting_time_s": 4.0}}
+    data = example_campaign(
+        name="scans",
+        budget={"experiments": 6, "batch_size": 1},
+        planner={"name": "botorch", "initial_experiments": 4, "raw_samples": 32, "num_restarts": 2},
+        measurement={"scans": scans},
+    )
+    campaign, store = _run_in_simulated_lab(tmp_path, data)
+    experiments = campaign.experiments()
+    assert [e.status for e in experiments] == [ExperimentStatus.ANALYSED] * 6  # the synthesiser never saw `scan`
+    chosen = [e.conditions["scan"] for e in experiments]
+    assert chosen[:4] == ["quick"] * 4, chosen  # no model yet: the cheapest scan
+    assert set(chosen) <= {"quick", "long"}
+    for experiment, scan in zip(experiments, chosen, strict=True):
+        reading = json.loads(store.reading(experiment.id).data_json)  # type: ignore[union-attr]
+        assert reading["counting_time_s"] == scans[scan]["counting_time_s"]
+        sample = json.loads(store.sample(experiment.id).result_json)  # type: ignore[union-attr]
+        assert "scan" not in sample["conditions"]
+    # the planner learns each scan's noise from the analysis: the long scan's, until measured, from the quick
+    # scan's scaled by counting statistics (variance ~ 1 / counting time)
+    planner = campaign_planner(campaign.spec)
+    planner.tell(campaign.observations())
+    quick, long = planner._level_noise("anatase_crystallite_size_nm")  # type: ignore[attr-defined]
+    reported = [
+        e.outcomes["anatase_crystallite_size_nm"]["std"] ** 2
+        for e in experiments
+        if e.conditions["scan"] == "quick" and math.isfinite(e.outcomes["anatase_crystallite_size_nm"]["std"])
+    ]
+    assert quick == pytest.approx(statistics.median_low(reported), rel=1e-6)  # torch: the lower median
+    if "long" not in chosen:
+        assert long == pytest.approx(quick / 16, rel=1e-6)
+
+
+def test_a_condition_dependent_cost_weighs_every_model_based_proposal(tmp_path: Path) -> None:
+    data = example_campaign(
+        name="cost",
+        budget={"experiments": 6, "batch_size": 1},
+        planner={
+            "name": "botorch",
+            "initial_experiments": 4,
+            "raw_samples": 32,
+            "num_restarts": 2,
+            "cost": {"fixed": 2.0, "per_unit": {"anneal_time_h": 1.0}},  # furnace hours: set-up plus the anneal
+        },
+    )
+    campaign, store = _run_in_simulated_lab(tmp_path, data)
+    strategies = [store.proposal(e.id).strategy for e in campaign.experiments()]  # type: ignore[union-attr]
+    assert strategies == ["sobol"] * 4 + ["qLogNEI/cost"] * 2, strategies
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"planner": {"cost": {"per_unit": {"anneal_tim_h": 1.0}}}}, "'anneal_tim_h' is not a continuous or integer"),
+        ({"planner": {"cost": {"fixed": 0.0}}}, "give a positive fixed cost or per_unit"),
+        ({"planner": {"cost": {"per_unit": {"dopant_fraction": 1.0}}}}, "the cheapest experiment would cost nothing"),
+        ({"planner": {"name": "sobol", "cost": {"fixed": 1.0}}}, "planner.cost need planner 'botorch', not 'sobol'"),
+        ({"measurement": {"scans": {"quick": {"counting_time_s": 0.2}}}}, "give two or more scans"),
+        ({"measurement": {"scans": {"a": {"counting_time_s": 1}, "b": {"counting_time_s": -1}}}}, "greater than 0"),
+    ],
+)
+def test_bad_costs_and_scans_are_named(change: dict, expected: str) -> None:
+    data = example_campaign(name="bad")
+    for key, value in change.items():
+        data[key] = {**data.get(key, {}), **value}
+    with pytest.raises(CampaignFileError, match=expected):
+        parse_campaign(data)

@@ -169,6 +169,25 @@ def test_measurement_choice_by_information_per_cost():
     assert p.predicted["y"][1] ** 2 < 0.04 and p.conditions["scan"] == "slow"
 
 
+def test_an_unobserved_measurement_level_takes_the_observed_noise_scaled_by_the_prior_ratio():
+    # priors as 1 / counting time (0.25 s and 4 s per step): only their ratio matters once one level is observed
+    m = MeasurementSpec("scan", ("quick", "long"), costs=(1.0, 16.0), noise_variances=(4.0, 0.25))
+    planner = BoTorchPlanner(
+        [ParameterSpec("x", 0.0, 1.0)], [ObjectiveSpec("y")], seed=0, n_initial=3, measurement=m, **FAST
+    )
+    assert planner._level_noise("y") == [4.0, 0.25]  # nothing reported: the priors
+    reported = [
+        Observation({"x": x, "scan": "quick"}, {"y": math.sin(5 * x)}, {"y": v})
+        for x, v in ((0.1, 0.03), (0.4, 0.05), (0.7, 0.04))
+    ]
+    planner.tell(reported)
+    quick, long = planner._level_noise("y")
+    assert quick == pytest.approx(0.04)  # the median reported at that level
+    assert long == pytest.approx(0.04 / 16)  # the quick scan's noise, times the ratio of the priors
+    planner.tell([Observation({"x": 0.9, "scan": "long"}, {"y": math.sin(4.5)}, {"y": 0.001})])
+    assert planner._level_noise("y") == pytest.approx([0.04, 0.001])  # each level its own once observed
+
+
 def test_fixed_values_are_used_by_every_proposal():
     params = UNIT2 + [ParameterSpec("batch", kind="categorical", choices=("A", "B"))]
     planner = BoTorchPlanner(params, [ObjectiveSpec("y")], seed=0, n_initial=3, **FAST)

@@ -298,18 +298,30 @@ class BoTorchPlanner:
         return None
 
     def _level_noise(self, name: str) -> list[float]:
-        """Noise variance of ``name`` per measurement level: the median reported one, else the prior."""
+        """Noise variance of ``name`` per measurement level: the median reported one at that level.
+
+        A level with no report yet gets an observed level's median scaled by the ratio of their priors (for
+        counting statistics, variance ~ 1 / counting time), the geometric mean over the observed levels; with
+        no report at any level, the priors themselves.
+        """
         m = self.problem.measurement
         assert m is not None
-        out = []
-        for level, prior in zip(m.levels, m.noise_variances, strict=True):
-            seen = [
+        seen: list[float | None] = []
+        for level in m.levels:
+            reported = [
                 o.variances[name]
                 for o in self._observations
                 if o.variances and name in o.variances and o.conditions.get(m.name) == level
             ]
-            out.append(float(torch.tensor(seen, dtype=DTYPE).median()) if seen else float(prior))
-        return out
+            seen.append(float(torch.tensor(reported, dtype=DTYPE).median()) if reported else None)
+        observed = [(v, prior) for v, prior in zip(seen, m.noise_variances, strict=True) if v is not None]
+        if not observed:
+            return [float(prior) for prior in m.noise_variances]
+        log_scale = sum(math.log(v / prior) for v, prior in observed) / len(observed)
+        return [
+            v if v is not None else float(prior) * math.exp(log_scale)
+            for v, prior in zip(seen, m.noise_variances, strict=True)
+        ]
 
     # ------------------------------------------------------------------ design
     def _design(self, k: int, n: int, fixed: dict[int, float], avoid: Tensor) -> tuple[Tensor, list[str]]:

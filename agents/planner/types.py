@@ -169,6 +169,8 @@ class MeasurementSpec:
         costs: Cost of one measurement at each level (any consistent unit, e.g. minutes), all > 0.
         noise_variances: Prior noise variance of each objective outcome at each level, in squared outcome
             units; replaced by the median of observed ``Observation.variances`` at that level once available.
+            Their ratios also carry over: a level not yet observed gets an observed level's median times the
+            ratio of the two priors, so priors proportional to ``1 / counting_time`` are enough.
     """
 
     name: str
