@@ -24,7 +24,7 @@ from rich.console import Console
 from analysis.readers import PatternFileError
 from flows.scale_cli import scale_app
 from instruments.errors import InstrumentError
-from orchestrator.campaign import Campaign, CampaignError, CampaignEvent
+from orchestrator.campaign import Campaign, CampaignError, CampaignEvent, check_can_open, revise_campaign
 from orchestrator.lab import Lab
 from orchestrator.simulated_lab import SimulatedLab, SimulatedLabError
 from orchestrator.spec import CampaignFileError, CampaignSpec, load_campaign, parse_campaign
@@ -195,11 +195,32 @@ def run(
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
     fresh: Annotated[bool, typer.Option("--fresh", help="Replace an earlier campaign of the same name.")] = False,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Continue the campaign of the same name under this edited file (new bounds, budget, fixed "
+            "values, ...), keeping every experiment.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Run the campaign in CAMPAIGN_FILE until its budget is spent."""
     spec = load_campaign(campaign_file)
-    _run(spec, _database_url(database, runs_dir), runs_dir, sim, fresh, False, verbose)
+    url = _database_url(database, runs_dir)
+    if update and fresh:
+        raise CampaignError("--update keeps the campaign's experiments and --fresh deletes them: choose one")
+    store = Store(url)
+    try:
+        if update:
+            changed = revise_campaign(store, spec)
+        else:
+            check_can_open(spec, store, fresh=fresh)  # before the lab and the flow start
+    finally:
+        store.close()
+    if update:
+        console.print(f"campaign {spec.name} continues under {campaign_file}; changed: {', '.join(changed) or '-'}")
+    _run(spec, url, runs_dir, sim, fresh, update, verbose)
 
 
 @app.command()

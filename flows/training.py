@@ -123,26 +123,40 @@ def train(
     validation_set = component_set(scenario, n_validation, seed + 1_000_003, grid, prior, nuisance, diffractometer)
     generation_s = time.perf_counter() - started
     log(f"simulated in {generation_s:.0f} s")
-    arguments = (f"{shlex.quote(scenario)} --out {shlex.quote(str(out))} --n-patterns {n_patterns} --epochs {epochs} "
-                 f"--seed {seed} --members {members}")
-    card = model_card(scenario, grid, diffractometer, members, provenance={
-        "command": f"crucible train {arguments}",
-        "module_command": f"python -m flows.training {arguments}",
-        "scenario": scenario,
-        "seed": seed,
-        "n_patterns": n_patterns,
-        "n_validation": n_validation,
-        "epochs": epochs,
-        "members": members,
-        "sample_prior": asdict(prior),
-        "nuisance": asdict(nuisance),
-        "instrument": {"caglioti_uvw_deg2": [diffractometer.caglioti_u_deg2, diffractometer.caglioti_v_deg2,
-                                             diffractometer.caglioti_w_deg2],
-                       "flux": diffractometer.flux, "step_deg": diffractometer.step_deg},
-        "generation_seconds": round(generation_s, 1),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    })
+    arguments = (
+        f"{shlex.quote(scenario)} --out {shlex.quote(str(out))} --n-patterns {n_patterns} --epochs {epochs} "
+        f"--seed {seed} --members {members}"
+    )
+    card = model_card(
+        scenario,
+        grid,
+        diffractometer,
+        members,
+        provenance={
+            "command": f"crucible train {arguments}",
+            "module_command": f"python -m flows.training {arguments}",
+            "scenario": scenario,
+            "seed": seed,
+            "n_patterns": n_patterns,
+            "n_validation": n_validation,
+            "epochs": epochs,
+            "members": members,
+            "sample_prior": asdict(prior),
+            "nuisance": asdict(nuisance),
+            "instrument": {
+                "caglioti_uvw_deg2": [
+                    diffractometer.caglioti_u_deg2,
+                    diffractometer.caglioti_v_deg2,
+                    diffractometer.caglioti_w_deg2,
+                ],
+                "flux": diffractometer.flux,
+                "step_deg": diffractometer.step_deg,
+            },
+            "generation_seconds": round(generation_s, 1),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    )
     mixing = Mixing(
         pure_probability=prior.pure_probability,
         counting_time_s=nuisance.counting_time_s,

@@ -54,7 +54,15 @@ from orchestrator.store import (
     Store,
 )
 
-__all__ = ["Campaign", "CampaignError", "CampaignEvent", "TRANSIENT_ERRORS", "objective_value"]
+__all__ = [
+    "Campaign",
+    "CampaignError",
+    "CampaignEvent",
+    "TRANSIENT_ERRORS",
+    "check_can_open",
+    "objective_value",
+    "revise_campaign",
+]
 
 #: Instrument errors worth retrying with the same job id: the instrument may still do (or have done) the job.
 TRANSIENT_ERRORS: tuple[type[InstrumentError], ...] = (InstrumentTimeout, InstrumentUnreachable, InstrumentBusy)
@@ -164,6 +172,68 @@ def _xrd_agent(spec: CampaignSpec) -> XRDPhaseAgent | XRDNetworkAgent:
     return agent
 
 
+def revise_campaign(store: Store, spec: CampaignSpec) -> list[str]:
+    """Continue the stored campaign ``spec.name`` under an edited campaign file, keeping every experiment.
+
+    What may change: bounds and choices of the parameters (widen or narrow the search space), parameter
+    constraints, planner settings (fixed values, cost, candidates), objectives and constraints, budget,
+    measurement, instruments. What may not: the parameters' names and kinds, the analysis and the simulated
+    scenario, which would make the recorded experiments mean something else. Experiments already planned run as
+    planned; the planner models every recorded experiment, also those outside narrowed bounds.
+
+    Returns:
+        The top-level fields of the campaign file that changed.
+    """
+    record = store.campaign_by_name(spec.name)
+    if record is None:
+        raise CampaignError(f"no campaign named {spec.name!r} in {store.url}")
+    old = CampaignSpec.model_validate_json(record.spec_json)
+    kinds_old = {p.name: p.kind for p in old.parameters}
+    kinds_new = {p.name: p.kind for p in spec.parameters}
+    problems = []
+    if kinds_old != kinds_new:
+        problems.append(f"its parameters were {kinds_old}, the file has {kinds_new}")
+    if old.analysis != spec.analysis:
+        problems.append("the analysis changed")
+    if (old.simulation and old.simulation.scenario) != (spec.simulation and spec.simulation.scenario):
+        problems.append("the simulated scenario changed")
+    existing = len(store.experiments(record.id))
+    if spec.budget.experiments < existing:
+        problems.append(f"budget {spec.budget.experiments} is below its {existing} experiments")
+    if problems:
+        raise CampaignError(
+            f"campaign {spec.name!r} cannot continue under the edited file: {'; '.join(problems)}; "
+            "give the campaign a new name or pass --fresh"
+        )
+    before, after = old.model_dump(), spec.model_dump()
+    changed = [key for key in after if before.get(key) != after[key]]
+    # the file's budget replaces an operator's earlier `crucible budget`
+    store.update_campaign(record.id, spec_json=spec.model_dump_json(), budget_experiments=None)
+    return changed
+
+
+def check_can_open(spec: CampaignSpec, store: Store, *, fresh: bool = False, resume: bool = False) -> None:
+    """Raise :class:`CampaignError` if :meth:`Campaign.open` would refuse ``spec`` (checked before any instrument
+    or flow starts): resuming a campaign that does not exist, or starting one whose name is taken."""
+    existing = store.campaign_by_name(spec.name)
+    if existing is None or fresh:
+        if resume and existing is None:
+            raise CampaignError(f"no campaign named {spec.name!r} in {store.url}")
+        return
+    if resume:
+        return
+    if existing.spec_json != spec.model_dump_json():
+        raise CampaignError(
+            f"a different campaign named {spec.name!r} already exists in {store.url}; "
+            "rename it, continue it under this file with `crucible run --update`, or pass --fresh to replace it"
+        )
+    if existing.status == "running" and store.experiments(existing.id):
+        raise CampaignError(
+            f"campaign {spec.name!r} already has experiments in {store.url}; "
+            f"continue it with `crucible resume {spec.name}` or pass --fresh to start over"
+        )
+
+
 class Campaign:
     """One campaign bound to its store and its lab.
 
@@ -197,28 +267,17 @@ class Campaign:
         """
         agent = _xrd_agent(spec)  # a model or planner that cannot be used stops the campaign before any record
         campaign_planner(spec)
+        check_can_open(spec, store, fresh=fresh, resume=resume)
         existing = store.campaign_by_name(spec.name)
         if existing is not None and fresh:
             store.delete_campaign(existing.id)
             existing = None
         if existing is None:
-            if resume:
-                raise CampaignError(f"no campaign named {spec.name!r} in {store.url}")
             record = CampaignRecord(name=spec.name, spec_json=spec.model_dump_json())
             store.add(record)
             return cls(spec, store, lab, record, agent)
         if resume and existing.status != "running":
             existing = store.update_campaign(existing.id, status="running")
-        if not resume and existing.spec_json != spec.model_dump_json():
-            raise CampaignError(
-                f"a different campaign named {spec.name!r} already exists in {store.url}; "
-                "rename it, use `crucible resume`, or pass --fresh to replace it"
-            )
-        if not resume and existing.status == "running" and store.experiments(existing.id):
-            raise CampaignError(
-                f"campaign {spec.name!r} already has experiments in {store.url}; "
-                f"continue it with `crucible resume {spec.name}` or pass --fresh to start over"
-            )
         return cls(spec, store, lab, existing, agent)
 
     def _make_planner(self) -> Planner:
@@ -291,7 +350,7 @@ class Campaign:
         planner = self._make_planner()
         planner.tell(self.observations())
         pending = [e.conditions for e in self.unfinished()]
-        proposals = planner.ask(n, pending=pending)
+        proposals = planner.ask(n, pending=pending, fixed=self.spec.planner.fixed or None)
         self.planner = planner
         start = len(self.experiments())
         ids = []

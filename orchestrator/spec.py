@@ -132,7 +132,8 @@ class PlannerSettings(_Strict):
     follows the `agents.planner.Planner` protocol (an Ax or BayBE wrapper, a user's own). ``mode: explore``
     maps the response surface (maximises information, not a value). ``candidates``: only these conditions can be
     made (a CSV file with one column per parameter, or an inline list); each is picked at most once unless
-    ``allow_repeats``. ``cost``: what an experiment costs as a function of its conditions (``botorch`` only).
+    ``allow_repeats``. ``fixed``: values every proposal uses (today's precursor batch). ``cost``: what an
+    experiment costs as a function of its conditions (``botorch`` only).
     """
 
     name: Annotated[str, Field(pattern=r"^(botorch|sobol|random|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "botorch"
@@ -142,6 +143,7 @@ class PlannerSettings(_Strict):
     mode: Literal["optimize", "explore"] = "optimize"
     candidates: list[dict[str, float | str]] | None = None
     allow_repeats: bool = False
+    fixed: dict[str, float | str] = {}
     cost: CostSpec | None = None
 
     @field_validator("candidates", mode="before")
@@ -311,6 +313,10 @@ class CampaignSpec(_Strict):
                     raise ValueError(f"parameter_constraints.{i}: {name!r} is not a continuous parameter")
         for i, candidate in enumerate(self.planner.candidates or []):
             _check_candidate(i, candidate, by_name)
+        for name, value in self.planner.fixed.items():
+            if name not in by_name:
+                raise ValueError(f"planner.fixed: {name!r} is not a parameter")
+            _check_value("planner.fixed", name, value, by_name[name])
         if self.planner.cost is not None:
             _check_cost(self.planner.cost, by_name)
         botorch_only = [
@@ -383,12 +389,15 @@ def _check_candidate(index: int, candidate: dict[str, float | str], parameters: 
     if missing or unknown:
         raise ValueError(f"{where}: missing {missing} / unknown {unknown} parameters")
     for name, value in candidate.items():
-        p = parameters[name]
-        if p.kind == "categorical":
-            if str(value) not in (p.choices or ()):
-                raise ValueError(f"{where}: {name} = {value!r} is not one of {list(p.choices or ())}")
-        elif isinstance(value, str) or not (p.low <= value <= p.high):  # type: ignore[operator]
-            raise ValueError(f"{where}: {name} = {value!r} is outside [{p.low:g}, {p.high:g}]")
+        _check_value(where, name, value, parameters[name])
+
+
+def _check_value(where: str, name: str, value: float | str, p: ParameterSpec) -> None:
+    if p.kind == "categorical":
+        if str(value) not in (p.choices or ()):
+            raise ValueError(f"{where}: {name} = {value!r} is not one of {list(p.choices or ())}")
+    elif isinstance(value, str) or not (p.low <= value <= p.high):  # type: ignore[operator]
+        raise ValueError(f"{where}: {name} = {value!r} is outside [{p.low:g}, {p.high:g}]")
 
 
 def read_candidates(path: str | Path) -> list[dict[str, float | str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.campaign import Campaign, CampaignError, campaign_planner
+from orchestrator.campaign import Campaign, CampaignError, campaign_planner, revise_campaign
 from orchestrator.lab import Lab
 from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import CampaignFileError, load_campaign, parse_campaign
@@ -171,3 +171,46 @@ def test_bad_costs_and_scans_are_named(change: dict, expected: str) -> None:
         data[key] = {**data.get(key, {}), **value}
     with pytest.raises(CampaignFileError, match=expected):
         parse_campaign(data)
+
+
+def test_fixed_values_are_used_by_every_proposal(tmp_path: Path) -> None:
+    data = example_campaign(name="fixed", budget={"experiments": 8, "batch_size": 4})
+    data["planner"]["fixed"] = {"dopant_fraction": 0.05}  # today's precursor batch
+    campaign = _campaign(tmp_path, data)
+    campaign.plan()
+    campaign.plan()
+    assert [e.conditions["dopant_fraction"] for e in campaign.experiments()] == [0.05] * 8
+    data["planner"]["fixed"] = {"dopant_fraction": 0.5}
+    with pytest.raises(CampaignFileError, match=r"planner.fixed: dopant_fraction = 0.5 is outside \[0, 0.1\]"):
+        parse_campaign(data)
+
+
+def test_an_edited_campaign_file_narrows_the_space_and_keeps_every_experiment(tmp_path: Path) -> None:
+    planner = {"name": "botorch", "initial_experiments": 4, "raw_samples": 32, "num_restarts": 2}
+    data = example_campaign(name="edited", budget={"experiments": 5, "batch_size": 1}, planner=planner)
+    campaign, store = _run_in_simulated_lab(tmp_path, data)
+    before = [(e.id, e.conditions, e.outcomes) for e in campaign.experiments()]
+
+    edited = json.loads(json.dumps(data))
+    edited["parameters"][0] |= {"low": 600.0, "high": 750.0}  # narrow the anneal temperature
+    edited["budget"]["experiments"] = 8
+    edited["planner"]["fixed"] = {"anneal_time_h": 2.0}
+    spec = parse_campaign(edited)
+    assert revise_campaign(store, spec) == ["budget", "parameters", "planner"]
+    reopened = Campaign.open(spec, store, Lab.from_spec(spec), resume=True)
+    assert reopened.budget == 8 and len(reopened.observations()) == 5
+    reopened.plan(3)
+    experiments = reopened.experiments()
+    assert [(e.id, e.conditions, e.outcomes) for e in experiments[:5]] == before  # nothing recorded is touched
+    for e in experiments[5:]:
+        assert 600.0 <= e.conditions["anneal_temperature_c"] <= 750.0 and e.conditions["anneal_time_h"] == 2.0
+    assert {store.proposal(e.id).strategy for e in experiments[5:]} == {"qLogNEI"}  # type: ignore[union-attr]
+
+    renamed = json.loads(json.dumps(edited))
+    renamed["parameters"][1]["name"] = "anneal_hours"
+    renamed["planner"].pop("fixed")
+    with pytest.raises(CampaignError, match="cannot continue under the edited file: its parameters were"):
+        revise_campaign(store, parse_campaign(renamed))
+    edited["budget"]["experiments"] = 6
+    with pytest.raises(CampaignError, match="budget 6 is below its 8 experiments"):
+        revise_campaign(store, parse_campaign(edited))
