@@ -9,7 +9,7 @@ STAMP := $(VENV)/.crucible-installed
 # removes the "database is locked" tracebacks it otherwise logs (see constraints.txt).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench bench-planner bench-analysis bench-orchestration clean
+.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ bench: $(STAMP)
 
 bench-planner: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/planner.py --seeds 10 --workers 2
+
+# The same with Ax as a fifth column (and in the latency table). Ax is not a Crucible dependency: it gets its own
+# environment, so the tests keep their pinned set. On two cores this takes hours: Ax's two-objective runs are slow.
+AX_VENV := .venv-ax
+$(AX_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(AX_VENV)/bin/python || $(PYTHON) -m venv $(AX_VENV)
+	$(AX_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(AX_VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[test]" ax-platform==1.3.1
+	touch $@
+
+bench-planner-ax: $(AX_VENV)/.installed
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(AX_VENV)/bin/python -W ignore bench/planner.py --seeds 10 \
+		--workers 2 --methods crucible,random,sobol,tpe,ax --latency-methods tpe,ax --log bench/out/planner-ax.jsonl
 
 bench-analysis: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/analysis.py --n 2000

@@ -31,12 +31,10 @@ Run: ``.venv/bin/python bench/planner.py [--seeds 10] [--budget 80] [--problems 
 bench/out/planner.json]``. With ``--workers N`` the runs (problem, method, seed) are spread over N processes of
 one thread each; the tables are the same.
 
-Ax (``--methods ax``) is not a Crucible dependency; it runs from a separate environment, so the test environment
-keeps its pinned set::
-
-    python3 -m venv /tmp/axvenv && /tmp/axvenv/bin/pip install torch==2.13.0
-    /tmp/axvenv/bin/pip install -c constraints.txt -e ".[test]" ax-platform==1.3.1
-    /tmp/axvenv/bin/python bench/planner.py --methods crucible,random,sobol,tpe,ax --workers 2
+Ax (``--methods ax``, ``--latency-methods tpe,ax``) is not a Crucible dependency; it runs from a separate
+environment, so the test environment keeps its pinned set: ``make bench-planner-ax`` builds ``.venv-ax`` (torch
+2.13.0, Crucible with ``constraints.txt``, ax-platform 1.3.1) and runs every method side by side. ``--log`` keeps
+each finished run, so a stopped bench can still be reported with ``--report LOG``.
 """
 
 from __future__ import annotations
