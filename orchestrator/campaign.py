@@ -42,7 +42,7 @@ from agents.xrd_phase_agent import XRDPhaseAgent
 from instruments.errors import InstrumentBusy, InstrumentError, InstrumentTimeout, InstrumentUnreachable
 from instruments.readings import Diffractogram
 from orchestrator.lab import Lab
-from orchestrator.spec import SCAN_KEY, CampaignSpec
+from orchestrator.spec import SCAN_KEY, CampaignSpec, parse_campaign
 from orchestrator.store import (
     AnalysisRecord,
     CampaignRecord,
@@ -187,7 +187,7 @@ def revise_campaign(store: Store, spec: CampaignSpec) -> list[str]:
     record = store.campaign_by_name(spec.name)
     if record is None:
         raise CampaignError(f"no campaign named {spec.name!r} in {store.url}")
-    old = CampaignSpec.model_validate_json(record.spec_json)
+    old = parse_campaign(json.loads(record.spec_json), f"campaign {spec.name!r} in {store.url}")
     kinds_old = {p.name: p.kind for p in old.parameters}
     kinds_new = {p.name: p.kind for p in spec.parameters}
     problems = []
@@ -197,9 +197,9 @@ def revise_campaign(store: Store, spec: CampaignSpec) -> list[str]:
         problems.append("the analysis changed")
     if (old.simulation and old.simulation.scenario) != (spec.simulation and spec.simulation.scenario):
         problems.append("the simulated scenario changed")
-    existing = len(store.experiments(record.id))
-    if spec.budget.experiments < existing:
-        problems.append(f"budget {spec.budget.experiments} is below its {existing} experiments")
+    recorded = len(store.experiments(record.id))
+    if spec.budget.experiments < recorded:
+        problems.append(f"budget {spec.budget.experiments} is below its {recorded} experiments")
     if problems:
         raise CampaignError(
             f"campaign {spec.name!r} cannot continue under the edited file: {'; '.join(problems)}; "
