@@ -695,15 +695,16 @@ def print_ratios(results: dict[str, Any], methods: list[str]) -> None:
     print(
         "\n## experiments to reach 1 % of the optimum: median, and ratio other / Crucible (> 1: Crucible needs fewer)"
     )
-    print(f"{'problem':<28} {'crucible':>9} " + " ".join(f"{m:>16}" for m in others) + "  fewest?")
+    print(f"{'problem':<34} {'crucible':>9} " + " ".join(f"{m:>16}" for m in others) + "  fewest?")
     wins = 0
     for name, r in results.items():
         budget = r["budget"]
         c = r["crucible"]["median_to_1pct"]
-        cells, best = [], c < math.inf
+        cells, best, missing = [], c < math.inf, False
         for m in others:
             if m not in r:  # a --report of a stopped bench: this method has no finished run here
                 cells.append("-")
+                missing = True
                 continue
             o = r[m]["median_to_1pct"]
             best &= c < o
@@ -714,8 +715,9 @@ def print_ratios(results: dict[str, Any], methods: list[str]) -> None:
             else:
                 ratio = "-"
             cells.append(f"{_fmt(o, budget)} {ratio}")
-        wins += best
-        print(f"{name:<28} {_fmt(c, budget):>9} " + " ".join(f"{s:>16}" for s in cells) + ("  yes" if best else "  no"))
+        wins += best and not missing
+        verdict = "  ? (a method has no run)" if missing else ("  yes" if best else "  no")
+        print(f"{name:<34} {_fmt(c, budget):>9} " + " ".join(f"{s:>16}" for s in cells) + verdict)
     print(f"Crucible needs the fewest experiments on {wins} of {len(results)} problems")
 
 
