@@ -371,9 +371,9 @@ def build_problems(names: Sequence[str], n_candidates: int) -> list[BenchProblem
 
 # --- methods ---
 def run_planner(
-    cls: type, problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace
+    cls: type, problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace, **options: Any
 ) -> list[Observation]:
-    kw: dict[str, Any] = {"seed": seed, "candidates": problem.candidates}
+    kw: dict[str, Any] = {"seed": seed, "candidates": problem.candidates, **options}
     if cls is BoTorchPlanner:
         kw.update(raw_samples=args.raw_samples, num_restarts=args.num_restarts, n_initial=args.n_initial)
     planner = cls(problem.parameters, problem.objectives, problem.constraints, **kw)
@@ -507,6 +507,7 @@ def run_ax(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespa
 
 METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[Observation]]] = {
     "crucible": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a),
+    "crucible-wins": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, winsorize=True),
     "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,

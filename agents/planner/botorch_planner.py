@@ -62,6 +62,7 @@ from agents.planner.types import (
     ParameterSpec,
     Proposal,
 )
+from agents.planner.winsorize import winsorization_cutoffs
 
 __all__ = ["BoTorchPlanner"]
 
@@ -99,6 +100,7 @@ class BoTorchPlanner:
             ``allow_repeats``.
         measurement: A choice of how to measure, chosen by information gain per unit cost.
         cost: Cost of an experiment; the acquisition becomes improvement per unit cost.
+        winsorize: Clip each outcome's uninformative tail before fitting (see `PlannerConfig`).
         mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
             surface).
         allow_repeats: Allow proposing conditions already told.
@@ -129,6 +131,7 @@ class BoTorchPlanner:
         mode: str = "optimize",
         allow_repeats: bool = False,
         mc_samples: int = 128,
+        winsorize: bool = False,
     ) -> None:
         problem = PlanningProblem(
             parameters=tuple(parameters),
@@ -147,6 +150,7 @@ class BoTorchPlanner:
             mc_samples=mc_samples,
             mode=mode,  # type: ignore[arg-type]
             allow_repeats=allow_repeats,
+            winsorize=winsorize,
         )
         self._setup(problem, config)
 
@@ -274,6 +278,8 @@ class BoTorchPlanner:
             if len(rows) < 2:
                 return None
             Y = torch.tensor([[float(o.outcomes[name])] for o, _ in rows], dtype=DTYPE)
+            if self.config.winsorize:
+                Y = Y.clamp(*winsorization_cutoffs(name, Y, problem.objectives, problem.constraints))
             yvar = [self._variance(o, name) for o, _ in rows]
             Yvar = None if any(v is None for v in yvar) else torch.tensor([[v] for v in yvar], dtype=DTYPE)
             data.append(OutcomeData(name, torch.stack([x for _, x in rows]), Y, Yvar))

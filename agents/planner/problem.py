@@ -126,6 +126,8 @@ class PlannerConfig:
             the acquisition is multiplied by a steep sigmoid in ``P(success) - min_feasibility``.
         num_threads: torch intra-op threads while asking (restored afterwards); ``1`` is fastest for the small
             GPs of a lab campaign and avoids spin-waiting on a shared machine; ``None`` keeps torch's setting.
+        winsorize: Clip the uninformative tail of each outcome before fitting (`agents.planner.winsorize`), as
+            Ax does by default. Off by default until the planner bench has compared it on every problem.
     """
 
     seed: int = 0
@@ -139,6 +141,7 @@ class PlannerConfig:
     candidate_batch: int = 2048
     num_threads: int | None = 1
     min_feasibility: float = 0.25
+    winsorize: bool = False
 
     def __post_init__(self) -> None:
         if self.n_initial < 0:
