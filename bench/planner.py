@@ -462,7 +462,9 @@ def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namesp
     return obs
 
 
-def run_ax(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
+def run_ax(
+    problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace, center: bool = True
+) -> list[Observation]:
     """Ax's ``Client`` with its default generation strategy (Sobol, then BoTorch); noisy outcomes go with their
     standard errors; reference points as thresholds on the objectives; a finite set by nearest unused pick.
 
@@ -486,6 +488,8 @@ def run_ax(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespa
             if o.reference is not None
         ]
     client.configure_optimization(objective=objective, outcome_constraints=constraints or None)
+    if not center:  # Ax's default design starts at the centre of the box; this variant starts with Sobol points only
+        client.configure_generation_strategy(initialize_with_center=False)
     rng = np.random.default_rng(1000 + seed)
     finite = NearestUnusedCandidate(problem) if problem.candidates is not None else None
     obs = []
@@ -512,6 +516,7 @@ METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[O
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,
     "ax": run_ax,
+    "ax-nocenter": lambda pr, s, b, a: run_ax(pr, s, b, a, center=False),
 }
 
 
