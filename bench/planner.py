@@ -512,6 +512,7 @@ def run_ax(
 METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[Observation]]] = {
     "crucible": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a),
     "crucible-wins": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, winsorize=True),
+    "crucible-center": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, center_first=True),
     "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,

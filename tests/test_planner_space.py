@@ -49,6 +49,15 @@ def test_design_is_prefix_consistent_and_snapped():
     assert torch.equal(r.points(0, 12)[7:], r.points(7, 5))
 
 
+def test_a_centre_first_design_starts_at_the_centre_then_continues_the_same_sequence():
+    space = SearchSpace(MIXED)
+    centred, plain = Design(space, seed=3, center_first=True), Design(space, seed=3)
+    first = space.decode(centred.points(0, 1)[0])
+    assert first["T"] == pytest.approx(600.0) and first["t"] == pytest.approx(10 ** 0.5)  # geometric centre
+    assert torch.equal(centred.points(1, 6), plain.points(0, 6))
+    assert torch.equal(centred.points(0, 8)[3:], centred.points(3, 5))  # still prefix-consistent
+
+
 def test_linear_equality_design_sums_to_one():
     params = [ParameterSpec(n, 0.0, 1.0) for n in ("a", "b", "c")]
     space = SearchSpace(params, [LinearConstraintSpec(("a", "b", "c"), (1, 1, 1), "==", 1.0)])

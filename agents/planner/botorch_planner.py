@@ -101,6 +101,7 @@ class BoTorchPlanner:
         measurement: A choice of how to measure, chosen by information gain per unit cost.
         cost: Cost of an experiment; the acquisition becomes improvement per unit cost.
         winsorize: Clip each outcome's uninformative tail before fitting (see `PlannerConfig`).
+        center_first: Start the initial design at the centre of the box (see `PlannerConfig`).
         mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
             surface).
         allow_repeats: Allow proposing conditions already told.
@@ -132,6 +133,7 @@ class BoTorchPlanner:
         allow_repeats: bool = False,
         mc_samples: int = 128,
         winsorize: bool = False,
+        center_first: bool = False,
     ) -> None:
         problem = PlanningProblem(
             parameters=tuple(parameters),
@@ -151,6 +153,7 @@ class BoTorchPlanner:
             mode=mode,  # type: ignore[arg-type]
             allow_repeats=allow_repeats,
             winsorize=winsorize,
+            center_first=center_first,
         )
         self._setup(problem, config)
 
@@ -164,7 +167,7 @@ class BoTorchPlanner:
     def _setup(self, problem: PlanningProblem, config: PlannerConfig) -> None:
         self.problem, self.config = problem, config
         self.space = SearchSpace(problem.parameters, problem.linear_constraints)
-        self.design = Design(self.space, config.seed, "sobol")
+        self.design = Design(self.space, config.seed, "sobol", center_first=config.center_first)
         self._observations: list[Observation] = []
         self.model: Model | None = None
         """The model fitted at the last ``ask`` (``None`` before the first fit); for inspection."""

@@ -28,10 +28,18 @@ class Design:
             (``"random"``).
         method: ``"sobol"`` (scrambled Sobol) or ``"random"`` (i.i.d. uniform). Spaces with linear constraints
             use a seeded hit-and-run polytope sampler for both, in blocks of 64 points.
+        center_first: Make point 0 the centre of the box (a design's centre point, as Ax's default design
+            starts), followed by the sequence. Spaces with linear constraints ignore it.
     """
 
-    def __init__(self, space: SearchSpace, seed: int, method: Literal["sobol", "random"] = "sobol") -> None:
-        self.space, self.seed, self.method = space, int(seed), method
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int,
+        method: Literal["sobol", "random"] = "sobol",
+        center_first: bool = False,
+    ) -> None:
+        self.space, self.seed, self.method, self.center_first = space, int(seed), method, center_first
         ineq, eq = space.botorch_linear_constraints()
         self._ineq, self._eq = ineq, eq
 
@@ -67,6 +75,17 @@ class Design:
 
     def _unconstrained(self, start: int, n: int) -> Tensor:
         d = self.space.dim
+        if self.center_first:
+            center = torch.full((1, d), 0.5, dtype=DTYPE)
+            if start == 0:
+                return torch.cat([center, self._sequence(0, n - 1)])
+            return self._sequence(start - 1, n)
+        return self._sequence(start, n)
+
+    def _sequence(self, start: int, n: int) -> Tensor:
+        d = self.space.dim
+        if n <= 0:
+            return torch.empty(0, d, dtype=DTYPE)
         if self.method == "sobol":
             engine = torch.quasirandom.SobolEngine(d, scramble=True, seed=self.seed)
             if start:

@@ -128,6 +128,8 @@ class PlannerConfig:
             GPs of a lab campaign and avoids spin-waiting on a shared machine; ``None`` keeps torch's setting.
         winsorize: Clip the uninformative tail of each outcome before fitting (`agents.planner.winsorize`), as
             Ax does by default. Off by default until the planner bench has compared it on every problem.
+        center_first: Start the initial design at the centre of the box (as Ax's default design does), then
+            Sobol points. Off by default until the planner bench has compared it on every problem.
     """
 
     seed: int = 0
@@ -142,6 +144,7 @@ class PlannerConfig:
     num_threads: int | None = 1
     min_feasibility: float = 0.25
     winsorize: bool = False
+    center_first: bool = False
 
     def __post_init__(self) -> None:
         if self.n_initial < 0:
