@@ -501,9 +501,7 @@ def run_ax(
             client.mark_trial_abandoned(index)
             index = client.attach_trial(parameters=cond)
         told, truth = observe(problem, cond, rng)
-        raw = {
-            k: (v, math.sqrt(told.variances[k])) if told.variances else v for k, v in told.outcomes.items()
-        }
+        raw = {k: (v, math.sqrt(told.variances[k])) if told.variances else v for k, v in told.outcomes.items()}
         client.complete_trial(trial_index=index, raw_data=raw)
         obs.append(truth)
     return obs
@@ -513,6 +511,11 @@ METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[O
     "crucible": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a),
     "crucible-wins": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, winsorize=True),
     "crucible-center": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, center_first=True),
+    "crucible-local-bilog": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, bilog=True, local_search=True),
+    "crucible-local": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, local_search=True),
+    "crucible-local-center": lambda pr, s, b, a: run_planner(
+        BoTorchPlanner, pr, s, b, a, local_search=True, center_first=True
+    ),
     "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,

@@ -39,6 +39,7 @@ from agents.planner.acquisition import (
     reference_point,
     utilities,
 )
+from agents.planner.bilog import bilog, bilog_variance, inverse_bilog, inverse_bilog_std
 from agents.planner.cost import make_log_cost
 from agents.planner.design import Design
 from agents.planner.errors import ExhaustedError, ObservationError, SpecError
@@ -102,6 +103,8 @@ class BoTorchPlanner:
         cost: Cost of an experiment; the acquisition becomes improvement per unit cost.
         winsorize: Clip each outcome's uninformative tail before fitting (see `PlannerConfig`).
         center_first: Start the initial design at the centre of the box (see `PlannerConfig`).
+        bilog: Model constrained outcomes on the bilog scale around their bounds (see `PlannerConfig`).
+        local_search: Also start the acquisition optimiser around the best points so far (see `PlannerConfig`).
         mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
             surface).
         allow_repeats: Allow proposing conditions already told.
@@ -134,6 +137,8 @@ class BoTorchPlanner:
         mc_samples: int = 128,
         winsorize: bool = False,
         center_first: bool = False,
+        bilog: bool = False,
+        local_search: bool = False,
     ) -> None:
         problem = PlanningProblem(
             parameters=tuple(parameters),
@@ -154,6 +159,8 @@ class BoTorchPlanner:
             allow_repeats=allow_repeats,
             winsorize=winsorize,
             center_first=center_first,
+            bilog=bilog,
+            local_search=local_search,
         )
         self._setup(problem, config)
 
@@ -244,7 +251,8 @@ class BoTorchPlanner:
             if n_design < request.n:
                 assert training is not None and model is not None
                 acqf, label = self._acquisition(model, training, torch.cat([X_pending, X_new]), encoded, feas_model)
-                X_bo, v_bo = self._optimize(acqf, request.n - n_design, fixed, torch.cat([avoid, X_new]))
+                incumbents = self._incumbents(model, training) if cfg.local_search and cfg.mode == "optimize" else None
+                X_bo, v_bo = self._optimize(acqf, request.n - n_design, fixed, torch.cat([avoid, X_new]), incumbents)
                 X_new = torch.cat([X_new, X_bo])
                 strategies += [label if v is not None else self.design.strategy + "-fallback" for v in v_bo]
                 values += v_bo
@@ -285,6 +293,9 @@ class BoTorchPlanner:
                 Y = Y.clamp(*winsorization_cutoffs(name, Y, problem.objectives, problem.constraints))
             yvar = [self._variance(o, name) for o, _ in rows]
             Yvar = None if any(v is None for v in yvar) else torch.tensor([[v] for v in yvar], dtype=DTYPE)
+            bound = self._bilog_bound(name)
+            if bound is not None:
+                Y, Yvar = bilog(Y, bound), None if Yvar is None else bilog_variance(Y, Yvar, bound)
             data.append(OutcomeData(name, torch.stack([x for _, x in rows]), Y, Yvar))
             scales[name] = float(Y.std()) if len(rows) > 1 and float(Y.std()) > 0 else 1.0
         X_base = torch.stack([x for _, x in ok])
@@ -296,6 +307,13 @@ class BoTorchPlanner:
                 elif name in o.outcomes:
                     Y_base[i, j] = float(o.outcomes[name])
         return _Training(layout, tuple(data), feasibility, X_base, Y_base, scales)
+
+    def _bilog_bound(self, name: str) -> float | None:
+        """The bound around which outcome ``name`` is modelled on the bilog scale (`PlannerConfig.bilog`), if any:
+        outcomes that are constrained and not objectives, at their first constraint's bound."""
+        if not self.config.bilog or name in {o.name for o in self.problem.objectives}:
+            return None
+        return next((c.value for c in self.problem.constraints if c.name == name), None)
 
     def _variance(self, o: Observation, name: str) -> float | None:
         """The noise variance of outcome ``name`` in ``o``: as reported, else that of its measurement level."""
@@ -438,6 +456,18 @@ class BoTorchPlanner:
         X = training.X_baseline
         if X.shape[0] <= _MAX_BASELINE:
             return X
+        return X[self._best_by_mean(model, training, _MAX_BASELINE)]
+
+    def _incumbents(self, model: Model, training: _Training) -> Tensor:
+        """The best told points by posterior mean (feasible first), which the acquisition optimiser also
+        searches around (`initial_conditions`): the best 3 for one objective, the mean Pareto set for several."""
+        return training.X_baseline[self._best_by_mean(model, training, 3 if len(self.problem.objectives) == 1 else 1)]
+
+    def _best_by_mean(self, model: Model, training: _Training, n: int) -> list[int]:
+        """Indices into ``training.X_baseline`` of the best ``n`` points by posterior mean: the least constraint
+        violation first (mean constraints and predicted success), then the highest utility (one objective), or
+        whole non-dominated layers of the mean utilities until at least ``n`` are kept (several objectives)."""
+        X = training.X_baseline
         layout, objectives = training.layout, self.problem.objectives
         with torch.no_grad():
             mean = model.posterior(X).mean
@@ -450,17 +480,17 @@ class BoTorchPlanner:
         U = utilities(mean, objectives, layout)
         if len(objectives) == 1:
             order = sorted(range(X.shape[0]), key=lambda i: (float(violation[i]), -float(U[i, 0])))
-            return X[order[:_MAX_BASELINE]]
+            return order[:n]
         # Several objectives: never drop a point of the first (mean) Pareto layer -- a front point missing
         # from the baseline would make NEHVI re-propose where the front is already known.
         keep: list[int] = []
         everyone = torch.arange(X.shape[0])
         for group in (everyone[violation == 0], everyone[violation > 0]):
-            while group.numel() and len(keep) < _MAX_BASELINE:
+            while group.numel() and len(keep) < n:
                 front = is_non_dominated(U[group])
                 keep += group[front].tolist()
                 group = group[~front]
-        return X[keep]
+        return keep
 
     def _reference_point(self, training: _Training) -> Tensor:
         """Reference point in utility space from the feasible observed points (see `reference_point`)."""
@@ -474,9 +504,15 @@ class BoTorchPlanner:
 
     # ------------------------------------------------------------------ optimisation
     def _optimize(
-        self, acqf: AcquisitionFunction, q: int, fixed: dict[int, float], avoid: Tensor
+        self,
+        acqf: AcquisitionFunction,
+        q: int,
+        fixed: dict[int, float],
+        avoid: Tensor,
+        incumbents: Tensor | None = None,
     ) -> tuple[Tensor, list[float | None]]:
-        """Choose ``q`` points sequentially (greedy), each conditioned on the previous as pending.
+        """Choose ``q`` points sequentially (greedy), each conditioned on the previous as pending; the optimiser
+        also starts around the ``incumbents``.
 
         Returns:
             A ``q x d`` tensor and the acquisition value of each point (``None`` for a design fallback used
@@ -495,7 +531,7 @@ class BoTorchPlanner:
                 if chosen:
                     extra = torch.stack(chosen)
                     acqf.set_X_pending(extra if base_pending is None else torch.cat([base_pending, extra]))
-                x, v = optimize_point(acqf, self.space, self.config, fixed, taken, self._candidates)
+                x, v = optimize_point(acqf, self.space, self.config, fixed, taken, self._candidates, incumbents)
                 if x is None:
                     x = self._design(10_000 + len(self._observations) + len(chosen), 1, fixed, taken)[0][0]
                 chosen.append(x)
@@ -524,6 +560,14 @@ class BoTorchPlanner:
                 predicted[i] = {
                     name: (float(mean[i, j]), float(var[i, j].sqrt())) for j, name in enumerate(training.layout.names)
                 }
+                for name, (mu, sd) in list(predicted[i].items()):
+                    bound = self._bilog_bound(name) if name != FEASIBILITY else None
+                    if bound is not None:  # back to original units
+                        z = torch.tensor(mu, dtype=DTYPE)
+                        predicted[i][name] = (
+                            float(inverse_bilog(z, bound)),
+                            float(inverse_bilog_std(z, torch.tensor(sd, dtype=DTYPE), bound)),
+                        )
                 if FEASIBILITY in predicted[i]:  # probit: P(success) = Phi(mu / sqrt(1 + sigma^2))
                     mu, sd = predicted[i][FEASIBILITY]
                     p = 0.5 * math.erfc(-mu / math.sqrt(2 * (1 + sd**2)))

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from botorch.acquisition import AcquisitionFunction
+from botorch.exceptions.warnings import BadInitialCandidatesWarning
 from botorch.optim import optimize_acqf, optimize_acqf_discrete
+from botorch.optim.initializers import initialize_q_batch
 from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from torch import Tensor
 
 from agents.planner.errors import ExhaustedError
 from agents.planner.problem import PlannerConfig
-from agents.planner.space import SearchSpace
+from agents.planner.space import DTYPE, SearchSpace
 
 try:
     from threadpoolctl import threadpool_limits
 except ImportError:  # pragma: no cover - optional
     threadpool_limits = None
 
-__all__ = ["available", "enumerate_space", "is_duplicate", "limit_threads", "matches_any", "optimize_point"]
+__all__ = [
+    "available",
+    "enumerate_space",
+    "initial_conditions",
+    "is_duplicate",
+    "limit_threads",
+    "matches_any",
+    "optimize_point",
+]
+
+LOCAL_SCALES = (0.01, 0.05, 0.2)
+"""Standard deviations (unit-cube widths) of the perturbations of the incumbents in `initial_conditions`."""
 
 
 def optimize_point(
@@ -30,6 +44,7 @@ def optimize_point(
     fixed: dict[int, float],
     taken: Tensor,
     candidates: Tensor | None = None,
+    incumbents: Tensor | None = None,
 ) -> tuple[Tensor | None, float | None]:
     """The best point for ``acqf`` that is not in ``taken``, as a ``d`` tensor, and its acquisition value.
 
@@ -37,8 +52,9 @@ def optimize_point(
       (``optimize_acqf_discrete``), so the pick is exact and never repeats;
     - integer / categorical columns: ``optimize_acqf_mixed_alternating`` (discrete local search alternating
       with L-BFGS-B on the continuous columns);
-    - otherwise ``optimize_acqf`` with multi-start L-BFGS-B; all restarts are ranked and the best one that
-      does not repeat ``taken`` (after snapping) is returned.
+    - otherwise ``optimize_acqf`` with multi-start L-BFGS-B (with ``config.local_search``, started from
+      `initial_conditions`, which also searches around the ``incumbents``); all restarts are ranked and the
+      best one that does not repeat ``taken`` (after snapping) is returned.
 
     Args:
         acqf: The acquisition function (``b x 1 x d -> b``).
@@ -47,6 +63,7 @@ def optimize_point(
         fixed: ``{column: encoded value}`` to hold fixed.
         taken: An ``r x d`` tensor of encoded points that must not be returned (told and pending).
         candidates: The finite candidate set, if any.
+        incumbents: A ``k x d`` tensor of the best points so far (used with ``config.local_search``).
 
     Returns:
         ``(x, value)``, or ``(None, None)`` when every optimiser restart landed on a taken point.
@@ -80,12 +97,16 @@ def optimize_point(
         )
         Xs, vs = space.snap(X.reshape(1, -1)), v.reshape(-1)
     else:
+        starts = None
+        if config.local_search and not (ineq or eq):
+            starts = initial_conditions(acqf, space.dim, config, fixed, incumbents)
         X, v = optimize_acqf(
             acqf,
             bounds=space.bounds,
             q=1,
             num_restarts=config.num_restarts,
-            raw_samples=config.raw_samples,
+            raw_samples=None if starts is not None else config.raw_samples,
+            batch_initial_conditions=starts,
             fixed_features=fixed or None,
             inequality_constraints=ineq or None,
             equality_constraints=eq or None,
@@ -97,6 +118,47 @@ def optimize_point(
         if config.allow_repeats or not is_duplicate(Xs[j], taken):
             return Xs[j].detach().clone(), float(vs[j])
     return None, None
+
+
+def initial_conditions(
+    acqf: AcquisitionFunction,
+    dim: int,
+    config: PlannerConfig,
+    fixed: dict[int, float],
+    incumbents: Tensor | None,
+) -> Tensor:
+    """Starting points of the acquisition optimiser in the unit cube, a ``num_restarts x 1 x dim`` tensor.
+
+    ``raw_samples`` scrambled Sobol points, plus as many Gaussian perturbations of the ``incumbents`` (at the
+    widths `LOCAL_SCALES`, clamped to the cube), are scored by ``acqf``; the best one and a Boltzmann draw of
+    the rest (``initialize_q_batch``) start L-BFGS-B. This is BoTorch's ``sample_around_best`` idea, but with
+    incumbents chosen by the planner (best *feasible* posterior means): once the model knows where the optimum
+    roughly is, the improvement there lives in a region far smaller than ``1 / raw_samples`` of the cube -- a
+    ridge along an outcome constraint's boundary -- which global samples alone miss, leaving the optimiser on
+    a plateau elsewhere. Random draws come from torch's generator (the planner seeds it per ``ask``).
+    """
+    n_raw = config.raw_samples
+    seed = int(torch.randint(0, 2**31 - 1, (1,)))
+    X = torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed).draw(n_raw, dtype=DTYPE)
+    if incumbents is not None and incumbents.shape[0]:
+        which = torch.randint(incumbents.shape[0], (n_raw,))
+        scale = torch.tensor(LOCAL_SCALES, dtype=DTYPE)[torch.randint(len(LOCAL_SCALES), (n_raw,))]
+        local = incumbents[which] + scale.unsqueeze(-1) * torch.randn(n_raw, dim, dtype=DTYPE)
+        X = torch.cat([X, local.clamp(0.0, 1.0)])
+    for i, v in fixed.items():
+        X[:, i] = v
+    X = X.unsqueeze(1)
+    with torch.no_grad():
+        values = torch.cat([acqf(chunk) for chunk in X.split(config.candidate_batch)])
+    n = min(config.num_restarts, X.shape[0])
+    best = int(values.argmax())
+    rest = torch.cat([X[:best], X[best + 1 :]]), torch.cat([values[:best], values[best + 1 :]])
+    if n == 1:
+        return X[best : best + 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadInitialCandidatesWarning)  # a flat acquisition: random starts it is
+        chosen, _ = initialize_q_batch(rest[0], rest[1], n=n - 1)
+    return torch.cat([X[best : best + 1], chosen])
 
 
 def available(candidates: Tensor, fixed: dict[int, float], taken: Tensor, allow_repeats: bool = False) -> Tensor:
