@@ -462,6 +462,12 @@ def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namesp
     return obs
 
 
+def _quiet_ax(logging: Any) -> None:
+    """Ax gives its loggers (``ax.api.client``, ...) their own INFO level, some created lazily: this process only
+    prints its tables, so turn INFO records off altogether."""
+    logging.disable(logging.INFO)
+
+
 def run_ax(
     problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace, center: bool = True
 ) -> list[Observation]:
@@ -472,9 +478,9 @@ def run_ax(
     """
     import logging
 
+    _quiet_ax(logging)
     from ax import Client, RangeParameterConfig
 
-    logging.getLogger("ax").setLevel(logging.ERROR)
     client = Client(random_seed=seed)
     client.configure_experiment(
         parameters=[RangeParameterConfig(p.name, (p.low, p.high), "float") for p in problem.parameters]
@@ -811,9 +817,9 @@ def _ax_latency(params, objs, data, q: int, seed: int) -> float:
     """Ax's ``Client`` told ``data``, asked for ``q`` trials by its model (no initial Sobol trials left)."""
     import logging
 
+    _quiet_ax(logging)
     from ax import Client, RangeParameterConfig
 
-    logging.getLogger("ax").setLevel(logging.ERROR)
     client = Client(random_seed=seed)
     client.configure_experiment(parameters=[RangeParameterConfig(p.name, (p.low, p.high), "float") for p in params])
     client.configure_optimization(
