@@ -591,7 +591,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[tuple[str, str, int], Any] = {}
     for key in names:  # everything is queued at once, in this order; tables are printed problem by problem
         for m in methods:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 task = (key, m, seed, budgets.get(key, args.budget), args)
                 runs[(key, m, seed)] = pool.submit(_one_run, *task) if pool else task
                 if pool and log:
@@ -603,7 +603,7 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
         results[problem.name] = {"budget": budget}
         for m in methods:
             curves, secs = [], []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run = runs[(key, m, seed)]
                 if pool:
                     curve, seconds = run.result()
@@ -854,6 +854,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=int, default=80)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--problems", default="branin,hartmann6,constrained,twoobj,finite,tio2,catalyst")
     ap.add_argument("--workers", type=int, default=1, help="processes for the (problem, method, seed) runs")
     ap.add_argument("--methods", default="crucible,random,sobol,tpe", help="also: ax (needs ax-platform)")
