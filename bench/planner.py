@@ -462,9 +462,11 @@ def run_tpe(problem: BenchProblem, seed: int, budget: int, args: argparse.Namesp
     return obs
 
 
-def _quiet_ax(logging: Any) -> None:
+def _quiet_ax() -> None:
     """Ax gives its loggers (``ax.api.client``, ...) their own INFO level, some created lazily: this process only
-    prints its tables, so turn INFO records off altogether."""
+    prints its tables, so turn INFO records off altogether (before ``ax`` is imported: it logs on import)."""
+    import logging
+
     logging.disable(logging.INFO)
 
 
@@ -476,9 +478,7 @@ def run_ax(
 
     Ax is not a dependency of Crucible: install ``ax-platform`` (1.3.1 resolves with the pinned botorch).
     """
-    import logging
-
-    _quiet_ax(logging)
+    _quiet_ax()
     from ax import Client, RangeParameterConfig
 
     client = Client(random_seed=seed)
@@ -815,9 +815,7 @@ def _warm_up(params: list[ParameterSpec]) -> float:
 
 def _ax_latency(params, objs, data, q: int, seed: int) -> float:
     """Ax's ``Client`` told ``data``, asked for ``q`` trials by its model (no initial Sobol trials left)."""
-    import logging
-
-    _quiet_ax(logging)
+    _quiet_ax()
     from ax import Client, RangeParameterConfig
 
     client = Client(random_seed=seed)
