@@ -373,15 +373,40 @@ def build_problems(names: Sequence[str], n_candidates: int) -> list[BenchProblem
 def run_planner(
     cls: type, problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace, **options: Any
 ) -> list[Observation]:
-    kw: dict[str, Any] = {"seed": seed, "candidates": problem.candidates, **options}
+    kw: dict[str, Any] = {"seed": seed, "candidates": problem.candidates}
     if cls is BoTorchPlanner:
         kw.update(raw_samples=args.raw_samples, num_restarts=args.num_restarts, n_initial=args.n_initial)
+    kw.update(options)
     planner = cls(problem.parameters, problem.objectives, problem.constraints, **kw)
     rng = np.random.default_rng(1000 + seed)
     truths = []
     for _ in range(budget):
         (p,) = planner.ask()
         told, truth = observe(problem, p.conditions, rng)
+        planner.tell([told])
+        truths.append(truth)
+    return truths
+
+
+def run_planner_snapped(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
+    """Crucible's planner handled as Ax and TPE are on a finite set (a diagnostic): it optimises over the whole
+    box, and each proposal is replaced by the nearest unused candidate before it is run and told."""
+    planner = BoTorchPlanner(
+        problem.parameters,
+        problem.objectives,
+        problem.constraints,
+        seed=seed,
+        raw_samples=args.raw_samples,
+        num_restarts=args.num_restarts,
+        n_initial=args.n_initial,
+    )
+    finite = NearestUnusedCandidate(problem) if problem.candidates is not None else None
+    rng = np.random.default_rng(1000 + seed)
+    truths = []
+    for _ in range(budget):
+        (p,) = planner.ask()
+        cond = finite.pick(p.conditions) if finite is not None else p.conditions
+        told, truth = observe(problem, cond, rng)
         planner.tell([told])
         truths.append(truth)
     return truths
@@ -522,6 +547,7 @@ METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[O
     "crucible-local-center": lambda pr, s, b, a: run_planner(
         BoTorchPlanner, pr, s, b, a, local_search=True, center_first=True
     ),
+    "crucible-snapped": run_planner_snapped,
     "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,
@@ -561,6 +587,25 @@ def _budgets(args: argparse.Namespace) -> dict[str, int]:
     return out
 
 
+def method_runner(method: str) -> Callable[[BenchProblem, int, int, argparse.Namespace], list[Observation]]:
+    """The runner of ``method``: a name in `METHODS`, or ``crucible[key=value;...]``, Crucible's planner with
+    those `PlannerConfig` settings (values are Python literals), for diagnostics such as
+    ``crucible[mc_samples=512;n_initial=8]``."""
+    if method in METHODS:
+        return METHODS[method]
+    if method.startswith("crucible[") and method.endswith("]"):
+        import ast
+
+        options: dict[str, Any] = {}
+        for item in filter(None, method[len("crucible[") : -1].split(";")):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"method {method!r}: expected key=value, got {item!r}")
+            options[key.strip()] = ast.literal_eval(value.strip())
+        return lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, **options)
+    raise SystemExit(f"unknown method {method!r}; choose from {sorted(METHODS)} or crucible[key=value;...]")
+
+
 _PROBLEM_CACHE: dict[str, BenchProblem] = {}
 
 
@@ -576,7 +621,7 @@ def _one_run(key: str, method: str, seed: int, budget: int, args: argparse.Names
     torch.set_num_threads(1)
     problem = _problem(key, args.candidates)
     t0 = time.perf_counter()
-    obs = METHODS[method](problem, seed, budget, args)
+    obs = method_runner(method)(problem, seed, budget, args)
     return regret_curve(problem, obs), time.perf_counter() - t0
 
 
@@ -586,6 +631,8 @@ def run_quality(args: argparse.Namespace) -> dict[str, Any]:
     _PROBLEM_CACHE.update(zip(names, problems, strict=True))
     budgets = _budgets(args)
     methods = args.methods.split(",")
+    for m in methods:
+        method_runner(m)  # fail early on an unknown method
     log = RunLog(Path(args.log)) if args.log else None
     pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
     runs: dict[tuple[str, str, int], Any] = {}
