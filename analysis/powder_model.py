@@ -3,6 +3,10 @@
 Reflection lists come from pymatgen's ``XRDCalculator`` once per reference phase (intensities per unit cell,
 including Lorentz-polarisation and multiplicity, ``scaled=False``). Peak positions are then recomputed from the
 refined lattice parameters through the reciprocal metric, so a lattice refinement never calls pymatgen again.
+Intensities follow the refined lattice too: each is rescaled by the change of ``|F(s)|² · LP(θ)`` at its new
+``s = 1 / 2d`` (atomic form factors as pymatgen's, fractional coordinates fixed). A cell 0.7 % larger moves
+anatase's intensities by up to 2.6 %, which a fit with fixed intensities turns into a weight-fraction error
+several times its reported uncertainty.
 
 Profiles are pseudo-Voigt functions with the Thompson-Cox-Hastings (TCH) mixing of a Gaussian instrumental width
 (Caglioti: Γ_G² = U tan²θ + V tanθ + W, in deg²) and a Lorentzian sample width from crystallite size (Scherrer,
@@ -11,7 +15,7 @@ K = 0.9) and microstrain (4 ε tanθ). Each profile integrates to one over 2θ i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from pymatgen.core import Lattice, Structure
 
 __all__ = [
     "ReferencePhase",
+    "StructureFactors",
     "Radiation",
     "load_reference_phase",
     "pseudo_voigt_tch",
@@ -67,6 +72,14 @@ class ReferencePhase:
     intensity: NDArray[np.float64]
     cell_mass_amu: float
     crystal_system: str
+    scattering: StructureFactors | None = None
+
+    def intensities(self, d_spacings_angstrom: NDArray[np.float64], wavelength_angstrom: float) -> NDArray[np.float64]:
+        """`k` intensities per unit cell at the given d-spacings (the reference ones rescaled by the change of
+        ``|F|² · LP``; as listed when the phase has no `StructureFactors`)."""
+        if self.scattering is None:
+            return self.intensity
+        return self.intensity * self.scattering.ratio(d_spacings_angstrom, wavelength_angstrom)
 
     def d_spacings_angstrom(self, lattice_parameters: dict[str, float]) -> NDArray[np.float64]:
         """`k` d-spacings in Å for the given free lattice parameters (see :func:`free_lattice_parameters`)."""
@@ -76,6 +89,63 @@ class ReferencePhase:
 
     def cell_volume_angstrom3(self, lattice_parameters: dict[str, float]) -> float:
         return float(_lattice_with(self.structure.lattice, self.crystal_system, lattice_parameters).volume)
+
+
+@dataclass(frozen=True)
+class StructureFactors:
+    """What ``|F_hkl|² · LP`` needs at any d-spacing, for a cell whose fractional coordinates stay fixed.
+
+    Attributes:
+        phase_sums: `k x e` complex ``Σ_j occ_j exp(2πi hkl·r_j)`` over the sites of each element ``e``.
+        atomic_numbers: `e` atomic numbers.
+        coefficients: `e x c x 2` Cromer-Mann-like ``(a, b)`` pairs of pymatgen's atomic scattering factors,
+            ``f(s) = Z − 41.78214 s² Σ a exp(−b s²)``.
+        reference: `k` values of ``|F|² · LP`` at the reference d-spacings and wavelength.
+    """
+
+    phase_sums: NDArray[np.complex128]
+    atomic_numbers: NDArray[np.float64]
+    coefficients: NDArray[np.float64]
+    reference: NDArray[np.float64]
+
+    @classmethod
+    def of(
+        cls, structure: Structure, hkl: NDArray[np.float64], d_spacings_angstrom: NDArray[np.float64], wavelength: float
+    ) -> StructureFactors:
+        from pymatgen.analysis.diffraction.xrd import ATOMIC_SCATTERING_PARAMS
+
+        elements: dict[str, tuple[int, list[NDArray[np.float64]], list[float]]] = {}
+        for site in structure:
+            for species, occupancy in site.species.items():
+                z, coords, occupancies = elements.setdefault(species.symbol, (species.Z, [], []))
+                coords.append(site.frac_coords)
+                occupancies.append(occupancy)
+        phase_sums = np.column_stack(
+            [np.exp(2j * np.pi * hkl @ np.array(coords).T) @ np.array(occ) for _, coords, occ in elements.values()]
+        )
+        factors = cls(
+            phase_sums=phase_sums,
+            atomic_numbers=np.array([float(z) for z, _, _ in elements.values()]),
+            coefficients=np.array([ATOMIC_SCATTERING_PARAMS[symbol] for symbol in elements], dtype=float),
+            reference=np.ones(hkl.shape[0]),
+        )
+        return replace(factors, reference=factors.squared_times_lp(d_spacings_angstrom, wavelength))
+
+    def squared_times_lp(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
+        """`k` values of ``|F|² · LP(θ)`` at these d-spacings (pymatgen's Lorentz-polarisation factor)."""
+        s2 = (0.5 / d_spacings_angstrom) ** 2
+        a, b = self.coefficients[..., 0], self.coefficients[..., 1]  # e x c
+        form = self.atomic_numbers - 41.78214 * s2[:, None] * np.sum(a * np.exp(-b * s2[:, None, None]), axis=-1)
+        structure_factor = np.sum(form * self.phase_sums, axis=1)
+        theta = np.arcsin(np.clip(wavelength / (2.0 * d_spacings_angstrom), 0.0, 1.0))
+        lp = (1.0 + np.cos(2.0 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+        return np.abs(structure_factor) ** 2 * lp
+
+    def ratio(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
+        """`k` factors ``|F|² LP / (|F|² LP)_reference``; 1 for reflections whose reference value is ~0."""
+        now = self.squared_times_lp(d_spacings_angstrom, wavelength)
+        tiny = self.reference <= 1e-12 * max(float(self.reference.max(initial=0.0)), 1e-300)
+        return np.where(tiny, 1.0, now / np.where(tiny, 1.0, self.reference))
 
 
 def free_lattice_parameters(structure: Structure, crystal_system: str) -> dict[str, float]:
@@ -146,7 +216,7 @@ def load_reference_phase(
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     crystal_system = SpacegroupAnalyzer(structure, symprec=0.01).get_crystal_system()
-    return ReferencePhase(
+    phase = ReferencePhase(
         name=label,
         structure=structure,
         hkl=hkl,
@@ -154,6 +224,9 @@ def load_reference_phase(
         cell_mass_amu=float(structure.composition.weight),
         crystal_system=crystal_system,
     )
+    d_reference = phase.d_spacings_angstrom(free_lattice_parameters(structure, crystal_system))
+    scattering = StructureFactors.of(structure, hkl, d_reference, radiation.wavelength_angstrom)
+    return replace(phase, scattering=scattering)
 
 
 def pseudo_voigt_tch(
@@ -193,6 +266,7 @@ def phase_pattern(
 ) -> NDArray[np.float64]:
     """Unit-scale pattern of one phase on the grid ``two_theta_deg`` (`n`-dim): Σ_k I_k · profile_k."""
     d = phase.d_spacings_angstrom(lattice_parameters)
+    intensities = phase.intensities(d, radiation.wavelength_angstrom)
     u, v, w = caglioti_uvw_deg2
     total = np.zeros_like(two_theta_deg)
     lo_deg, hi_deg = two_theta_deg[0], two_theta_deg[-1]
@@ -205,7 +279,7 @@ def phase_pattern(
         if not np.any(keep):
             continue
         theta, centre = theta[keep], centre[keep]
-        intensity = phase.intensity[valid][keep] * ratio
+        intensity = intensities[valid][keep] * ratio
         tan_theta = np.tan(theta)
         gaussian = np.sqrt(np.maximum(u * tan_theta**2 + v * tan_theta + w, 1e-8))
         size_angstrom = 10.0 * crystallite_size_nm
