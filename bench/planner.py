@@ -35,6 +35,10 @@ Ax (``--methods ax``, ``--latency-methods tpe,ax``) is not a Crucible dependency
 environment, so the test environment keeps its pinned set: ``make bench-planner-ax`` builds ``.venv-ax`` (torch
 2.13.0, Crucible with ``constraints.txt``, ax-platform 1.3.1) and runs every method side by side. ``--log`` keeps
 each finished run, so a stopped bench can still be reported with ``--report LOG``.
+
+Diagnostics: ``--methods 'crucible[mc_samples=512;center_first=True]'`` runs Crucible's planner with any
+`PlannerConfig` settings (``;``-separated Python literals), and ``crucible-snapped`` treats a finite set as Ax and
+TPE are treated (optimise over the box, run the nearest unused candidate).
 """
 
 from __future__ import annotations
