@@ -143,9 +143,11 @@ class StructureFactors:
 
     def ratio(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
         """`k` factors ``|F|² LP / (|F|² LP)_reference``; 1 for reflections whose reference value is ~0."""
-        now = self.squared_times_lp(d_spacings_angstrom, wavelength)
-        tiny = self.reference <= 1e-12 * max(float(self.reference.max(initial=0.0)), 1e-300)
-        return np.where(tiny, 1.0, now / np.where(tiny, 1.0, self.reference))
+        with np.errstate(divide="ignore", invalid="ignore"):  # a reflection beyond 2θ = 180° has no LP factor
+            now = self.squared_times_lp(d_spacings_angstrom, wavelength)
+        tiny = ~(self.reference > 1e-12 * max(float(np.nanmax(self.reference, initial=0.0)), 1e-300))
+        ratio = now / np.where(tiny, 1.0, self.reference)
+        return np.where(tiny | ~np.isfinite(ratio), 1.0, ratio)
 
 
 def free_lattice_parameters(structure: Structure, crystal_system: str) -> dict[str, float]:
