@@ -786,6 +786,30 @@ def print_ratios(results: dict[str, Any], methods: list[str]) -> None:
         verdict = "  ? (a method has no run)" if missing else ("  yes" if best else "  no")
         print(f"{name:<34} {_fmt(c, budget):>9} " + " ".join(f"{s:>16}" for s in cells) + verdict)
     print(f"Crucible needs the fewest experiments on {wins} of {len(results)} problems")
+    print_ratio_intervals(results, others)
+
+
+def print_ratio_intervals(results: dict[str, Any], others: list[str], draws: int = 4000) -> None:
+    """How sure each verdict is: for the method closest to Crucible on each problem, the ratio of medians
+    (other / Crucible) with a 90 % bootstrap interval over seeds (seeds resampled independently per method; a
+    run that never reached 1 % counts as ``budget + 1``, so ratios involving those are lower bounds)."""
+    print("\n## how sure: median ratio closest method / Crucible, 90 % bootstrap interval over seeds")
+    rng = np.random.default_rng(0)
+    for name, r in results.items():
+        present = [m for m in others if m in r]
+        if not present:
+            continue
+        budget = r["budget"]
+        capped = {m: np.minimum(np.array(r[m]["to_1pct"], dtype=float), budget + 1) for m in ["crucible", *present]}
+        closest = min(present, key=lambda m: (float(np.median(capped[m])), float(capped[m].mean())))
+        c, o = capped["crucible"], capped[closest]
+        ci = rng.integers(0, c.size, (draws, c.size))
+        oi = rng.integers(0, o.size, (draws, o.size))
+        ratios = np.median(o[oi], axis=1) / np.median(c[ci], axis=1)
+        lo, hi = np.quantile(ratios, [0.05, 0.95])
+        point = float(np.median(o) / np.median(c))
+        side = "Crucible fewer" if lo > 1 else (f"{closest} fewer" if hi < 1 else "not resolved by these seeds")
+        print(f"{name:<34} {closest:>10}  x{point:.2f}  [{lo:.2f}, {hi:.2f}]  {side}")
 
 
 def _fmt(v: float, budget: int) -> str:
