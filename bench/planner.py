@@ -375,9 +375,19 @@ def build_problems(names: Sequence[str], n_candidates: int) -> list[BenchProblem
 
 # --- methods ---
 def run_planner(
-    cls: type, problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace, **options: Any
+    cls: type,
+    problem: BenchProblem,
+    seed: int,
+    budget: int,
+    args: argparse.Namespace,
+    snapped: bool = False,
+    **options: Any,
 ) -> list[Observation]:
-    kw: dict[str, Any] = {"seed": seed, "candidates": problem.candidates}
+    """``budget`` experiments chosen by a planner of class ``cls`` with ``options``. With ``snapped`` (a
+    diagnostic), a finite set is handled as for Ax and TPE: the planner optimises over the whole box, and each
+    proposal is replaced by the nearest unused candidate before it is run and told."""
+    finite = NearestUnusedCandidate(problem) if snapped and problem.candidates is not None else None
+    kw: dict[str, Any] = {"seed": seed, "candidates": None if finite is not None else problem.candidates}
     if cls is BoTorchPlanner:
         kw.update(raw_samples=args.raw_samples, num_restarts=args.num_restarts, n_initial=args.n_initial)
     kw.update(options)
@@ -386,31 +396,8 @@ def run_planner(
     truths = []
     for _ in range(budget):
         (p,) = planner.ask()
-        told, truth = observe(problem, p.conditions, rng)
-        planner.tell([told])
-        truths.append(truth)
-    return truths
-
-
-def run_planner_snapped(problem: BenchProblem, seed: int, budget: int, args: argparse.Namespace) -> list[Observation]:
-    """Crucible's planner handled as Ax and TPE are on a finite set (a diagnostic): it optimises over the whole
-    box, and each proposal is replaced by the nearest unused candidate before it is run and told."""
-    planner = BoTorchPlanner(
-        problem.parameters,
-        problem.objectives,
-        problem.constraints,
-        seed=seed,
-        raw_samples=args.raw_samples,
-        num_restarts=args.num_restarts,
-        n_initial=args.n_initial,
-    )
-    finite = NearestUnusedCandidate(problem) if problem.candidates is not None else None
-    rng = np.random.default_rng(1000 + seed)
-    truths = []
-    for _ in range(budget):
-        (p,) = planner.ask()
-        cond = finite.pick(p.conditions) if finite is not None else p.conditions
-        told, truth = observe(problem, cond, rng)
+        conditions = finite.pick(p.conditions) if finite is not None else p.conditions
+        told, truth = observe(problem, conditions, rng)
         planner.tell([told])
         truths.append(truth)
     return truths
@@ -551,7 +538,7 @@ METHODS: dict[str, Callable[[BenchProblem, int, int, argparse.Namespace], list[O
     "crucible-local-center": lambda pr, s, b, a: run_planner(
         BoTorchPlanner, pr, s, b, a, local_search=True, center_first=True
     ),
-    "crucible-snapped": run_planner_snapped,
+    "crucible-snapped": lambda pr, s, b, a: run_planner(BoTorchPlanner, pr, s, b, a, snapped=True),
     "random": lambda pr, s, b, a: run_planner(RandomPlanner, pr, s, b, a),
     "sobol": lambda pr, s, b, a: run_planner(SobolPlanner, pr, s, b, a),
     "tpe": run_tpe,
