@@ -107,6 +107,9 @@ class BenchProblem:
     candidates: list[dict[str, Any]] | None = None
     measure: Callable[[dict[str, float], np.random.Generator], tuple[dict[str, float], dict[str, float]]] | None = None
     """Maps true outcomes to what the planner is told: (noisy outcomes, their variances). None: told exactly."""
+    fractions: tuple[str, ...] = ()
+    """Outcomes that are weight fractions in [0, 1], as a campaign file's phase fractions are declared to
+    Crucible's planner (`PlanningProblem.fractions`); the other methods are not told."""
 
 
 def observe(
@@ -281,6 +284,7 @@ def scenario_problem(
     constraint: tuple[str, str, float] | None,
     relative_noise: dict[str, float],
     absolute_noise: dict[str, float],
+    fractions: tuple[str, ...] = (),
 ) -> BenchProblem:
     """A sim_lab scenario as a bench problem: maximise ``objective``, subject to one outcome ``constraint`` if given.
 
@@ -321,6 +325,7 @@ def scenario_problem(
         abs(optimum.value),
         constraints,
         measure=measure,
+        fractions=fractions,
     )
 
 
@@ -332,6 +337,7 @@ def tio2_problem() -> BenchProblem:
         ("rutile_fraction", "<=", 0.10),
         {"anatase_crystallite_size_nm": 0.02},
         {"rutile_fraction": 0.003},
+        fractions=("rutile_fraction",),
     )
 
 
@@ -343,6 +349,7 @@ def catalyst_problem(metallic_pd: bool = False) -> BenchProblem:
         ("pd_fraction", ">=", 0.01) if metallic_pd else None,
         {"nio_surface_area_m2_per_g": 0.02},
         {"pd_fraction": 0.003},
+        fractions=("pd_fraction",) if metallic_pd else (),
     )
 
 
@@ -390,6 +397,7 @@ def run_planner(
     kw: dict[str, Any] = {"seed": seed, "candidates": None if finite is not None else problem.candidates}
     if cls is BoTorchPlanner:
         kw.update(raw_samples=args.raw_samples, num_restarts=args.num_restarts, n_initial=args.n_initial)
+        kw.update(fractions=problem.fractions)
     kw.update(options)
     planner = cls(problem.parameters, problem.objectives, problem.constraints, **kw)
     rng = np.random.default_rng(1000 + seed)

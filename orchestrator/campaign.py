@@ -130,6 +130,8 @@ def campaign_planner(spec: CampaignSpec) -> Planner:
         kwargs["allow_repeats"] = settings.allow_repeats
     if settings.name == "botorch":
         kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts, "mode": settings.mode}
+        modelled = {o.name for o in spec.objectives} | {c.name for c in spec.constraints}
+        kwargs["fractions"] = tuple(name for name in spec.weight_fractions() if name in modelled)  # logit scale
         if settings.cost is not None:
             kwargs["cost"] = CostSpec(
                 fixed=settings.cost.fixed,

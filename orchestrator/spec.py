@@ -330,11 +330,15 @@ class CampaignSpec(_Strict):
             raise ValueError(f"measurement.scans records its choice as {SCAN_KEY!r}, which is also a parameter name")
         return self
 
+    def weight_fractions(self) -> list[str]:
+        """Names of the phase weight fractions the configured analysis reports (quantities in ``[0, 1]``)."""
+        return [f"{_phase_label(phase)}_fraction" for phase in self.analysis.xrd.phases]
+
     def measured_quantities(self) -> list[str]:
         """Names of the quantities the configured analysis reports (the allowed objectives)."""
         names: list[str] = []
         for phase in self.analysis.xrd.phases:
-            label = Path(phase).stem if phase.endswith(".cif") else phase
+            label = _phase_label(phase)
             names += [
                 f"{label}_fraction",
                 f"{label}_crystallite_size_nm",
@@ -350,6 +354,11 @@ class CampaignSpec(_Strict):
             if spec.kind == kind:
                 return name, spec
         raise KeyError(f"no instrument of kind {kind!r}")
+
+
+def _phase_label(phase: str) -> str:
+    """The name a phase's quantities carry: a built-in phase's own name, or a CIF file's stem."""
+    return Path(phase).stem if phase.endswith(".cif") else phase
 
 
 def _describe_error(error: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ __all__ = [
     "make_constraints",
     "make_multi_objective",
     "make_single_objective",
+    "outcome_constraint_floor",
     "reference_point",
     "utilities",
 ]
@@ -167,5 +168,34 @@ def feasibility_floor(model: Model, p_min: float, softness: float = 0.02) -> Cal
         mu, var = post.mean[..., 0], post.variance[..., 0]
         p = torch.special.ndtr(mu / (1 + var).sqrt())
         return torch.nn.functional.logsigmoid((p - p_min) / softness).sum(-1)
+
+    return adjust
+
+
+def outcome_constraint_floor(
+    model: Model,
+    constraints: Sequence[OutcomeConstraintSpec],
+    layout: OutcomeLayout,
+    p_min: float,
+    softness: float = 0.02,
+) -> Callable[[Tensor], Tensor]:
+    """``X -> sum_i log sigmoid((P_i - p_min) / softness)``, ``P_i`` the probability that an experiment at
+    ``x_i`` meets every outcome constraint: ``prod_c Phi(+-(bound_c - mu_c(x)) / sigma_c(x))`` from the GP
+    posteriors of the constrained outcomes (independent outputs).
+
+    The probabilistic constraint of Gelbart, Snoek & Adams (2014): a point the model believes is most likely out
+    of specification is not run, however much improvement the objective model extrapolates there (a phase
+    fraction of 1 above a transition temperature, where the crystallites would be largest).
+    """
+    columns = [(layout.index(c.name), c.value, c.op == "<=") for c in constraints]
+
+    def adjust(X: Tensor) -> Tensor:
+        post = model.posterior(X)
+        mean, std = post.mean, post.variance.clamp_min(1e-18).sqrt()
+        log_p = torch.zeros(mean.shape[:-1], dtype=mean.dtype)
+        for j, bound, upper in columns:
+            z = (bound - mean[..., j]) / std[..., j]
+            log_p = log_p + torch.special.log_ndtr(z if upper else -z)
+        return torch.nn.functional.logsigmoid((log_p.exp() - p_min) / softness).sum(-1)
 
     return adjust

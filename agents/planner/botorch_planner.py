@@ -36,6 +36,7 @@ from agents.planner.acquisition import (
     make_constraints,
     make_multi_objective,
     make_single_objective,
+    outcome_constraint_floor,
     reference_point,
     utilities,
 )
@@ -43,6 +44,12 @@ from agents.planner.bilog import bilog, bilog_variance, inverse_bilog, inverse_b
 from agents.planner.cost import make_log_cost
 from agents.planner.design import Design
 from agents.planner.errors import ExhaustedError, ObservationError, SpecError
+from agents.planner.fractions import (
+    fraction_logit,
+    fraction_logit_variance,
+    inverse_fraction_logit,
+    inverse_fraction_logit_std,
+)
 from agents.planner.models import OutcomeData, fit_feasibility_model, fit_outcome_model
 from agents.planner.optimize import (
     available,
@@ -105,6 +112,8 @@ class BoTorchPlanner:
         center_first: Start the initial design at the centre of the box (see `PlannerConfig`).
         bilog: Model constrained outcomes on the bilog scale around their bounds (see `PlannerConfig`).
         local_search: Also start the acquisition optimiser around the best points so far (see `PlannerConfig`).
+        fractions: Outcomes that are fractions in ``[0, 1]`` (phase weight fractions), modelled on the logit
+            scale (`agents.planner.fractions`).
         mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
             surface).
         allow_repeats: Allow proposing conditions already told.
@@ -139,6 +148,7 @@ class BoTorchPlanner:
         center_first: bool = False,
         bilog: bool = False,
         local_search: bool = False,
+        fractions: Sequence[str] = (),
     ) -> None:
         problem = PlanningProblem(
             parameters=tuple(parameters),
@@ -148,6 +158,7 @@ class BoTorchPlanner:
             candidates=None if candidates is None else tuple(candidates),
             measurement=measurement,
             cost=cost,
+            fractions=tuple(fractions),
         )
         config = PlannerConfig(
             seed=seed,
@@ -173,6 +184,8 @@ class BoTorchPlanner:
 
     def _setup(self, problem: PlanningProblem, config: PlannerConfig) -> None:
         self.problem, self.config = problem, config
+        # Objectives and constraints as the GPs see them (fraction bounds as logits); the acquisition uses these.
+        self._objectives, self._constraints = problem.modelled_objectives(), problem.modelled_constraints()
         self.space = SearchSpace(problem.parameters, problem.linear_constraints)
         self.design = Design(self.space, config.seed, "sobol", center_first=config.center_first)
         self._observations: list[Observation] = []
@@ -294,7 +307,9 @@ class BoTorchPlanner:
             yvar = [self._variance(o, name) for o, _ in rows]
             Yvar = None if any(v is None for v in yvar) else torch.tensor([[v] for v in yvar], dtype=DTYPE)
             bound = self._bilog_bound(name)
-            if bound is not None:
+            if name in problem.fractions:
+                Y, Yvar = fraction_logit(Y), None if Yvar is None else fraction_logit_variance(Y, Yvar)
+            elif bound is not None:
                 Y, Yvar = bilog(Y, bound), None if Yvar is None else bilog_variance(Y, Yvar, bound)
             data.append(OutcomeData(name, torch.stack([x for _, x in rows]), Y, Yvar))
             scales[name] = float(Y.std()) if len(rows) > 1 and float(Y.std()) > 0 else 1.0
@@ -306,12 +321,15 @@ class BoTorchPlanner:
                     Y_base[i, j] = 1.0
                 elif name in o.outcomes:
                     Y_base[i, j] = float(o.outcomes[name])
+        for j, name in enumerate(layout.names):
+            if name in problem.fractions:
+                Y_base[:, j] = fraction_logit(Y_base[:, j])  # nan stays nan
         return _Training(layout, tuple(data), feasibility, X_base, Y_base, scales)
 
     def _bilog_bound(self, name: str) -> float | None:
         """The bound around which outcome ``name`` is modelled on the bilog scale (`PlannerConfig.bilog`), if any:
         outcomes that are constrained and not objectives, at their first constraint's bound."""
-        if not self.config.bilog or name in {o.name for o in self.problem.objectives}:
+        if not self.config.bilog or name in {o.name for o in self.problem.objectives} or name in self.problem.fractions:
             return None
         return next((c.value for c in self.problem.constraints if c.name == name), None)
 
@@ -408,14 +426,14 @@ class BoTorchPlanner:
                 posterior_transform=ScalarizedPosteriorTransform(weights),
             )
             return acqf, "qNIPV"
-        constraints = make_constraints(problem.constraints, layout, training.scales) or None
+        constraints = make_constraints(self._constraints, layout, training.scales) or None
         X_baseline = self._baseline(model, training)
-        if len(problem.objectives) == 1:
+        if len(self._objectives) == 1:
             acqf: AcquisitionFunction = qLogNoisyExpectedImprovement(
                 model,
                 X_baseline=X_baseline,
                 sampler=sampler,
-                objective=make_single_objective(problem.objectives[0], layout),
+                objective=make_single_objective(self._objectives[0], layout),
                 constraints=constraints,
                 X_pending=X_pending_arg,
                 prune_baseline=True,
@@ -428,7 +446,7 @@ class BoTorchPlanner:
                 ref_point=self._reference_point(training),
                 X_baseline=X_baseline,
                 sampler=sampler,
-                objective=make_multi_objective(problem.objectives, layout),
+                objective=make_multi_objective(self._objectives, layout),
                 constraints=constraints,
                 X_pending=X_pending_arg,
                 prune_baseline=True,
@@ -442,6 +460,9 @@ class BoTorchPlanner:
                 label += "/cost"
         if feasibility is not None and cfg.min_feasibility > 0:
             acqf = AdjustedLogAcquisition(acqf, feasibility_floor(feasibility, cfg.min_feasibility))
+        if self._constraints and cfg.min_feasibility > 0:
+            floor = outcome_constraint_floor(model, self._constraints, layout, cfg.min_feasibility)
+            acqf = AdjustedLogAcquisition(acqf, floor)
         return acqf, label
 
     def _baseline(self, model: Model, training: _Training) -> Tensor:
@@ -461,18 +482,18 @@ class BoTorchPlanner:
     def _incumbents(self, model: Model, training: _Training) -> Tensor:
         """The best told points by posterior mean (feasible first), which the acquisition optimiser also
         searches around (`initial_conditions`): the best 3 for one objective, the mean Pareto set for several."""
-        return training.X_baseline[self._best_by_mean(model, training, 3 if len(self.problem.objectives) == 1 else 1)]
+        return training.X_baseline[self._best_by_mean(model, training, 3 if len(self._objectives) == 1 else 1)]
 
     def _best_by_mean(self, model: Model, training: _Training, n: int) -> list[int]:
         """Indices into ``training.X_baseline`` of the best ``n`` points by posterior mean: the least constraint
         violation first (mean constraints and predicted success), then the highest utility (one objective), or
         whole non-dominated layers of the mean utilities until at least ``n`` are kept (several objectives)."""
         X = training.X_baseline
-        layout, objectives = training.layout, self.problem.objectives
+        layout, objectives = training.layout, self._objectives
         with torch.no_grad():
             mean = model.posterior(X).mean
         violation = torch.zeros(X.shape[0], dtype=DTYPE)
-        for c in self.problem.constraints:
+        for c in self._constraints:
             y = mean[:, layout.index(c.name)]
             violation += ((y - c.value) if c.op == "<=" else (c.value - y)).clamp_min(0) / training.scales[c.name]
         if FEASIBILITY in layout.names:
@@ -495,12 +516,12 @@ class BoTorchPlanner:
     def _reference_point(self, training: _Training) -> Tensor:
         """Reference point in utility space from the feasible observed points (see `reference_point`)."""
         Y = training.Y_baseline
-        ok = ~Y[:, : len(self.problem.objectives)].isnan().any(-1)
-        for c in self.problem.constraints:
+        ok = ~Y[:, : len(self._objectives)].isnan().any(-1)
+        for c in self._constraints:
             y = Y[:, training.layout.index(c.name)]
             ok &= (y <= c.value) if c.op == "<=" else (y >= c.value)
-        U = utilities(Y[ok], self.problem.objectives, training.layout)
-        return reference_point(self.problem.objectives, U)
+        U = utilities(Y[ok], self._objectives, training.layout)
+        return reference_point(self._objectives, U)
 
     # ------------------------------------------------------------------ optimisation
     def _optimize(
@@ -550,19 +571,23 @@ class BoTorchPlanner:
         training: _Training | None,
     ) -> list[Proposal]:
         predicted: list[dict[str, tuple[float, float]]] = [{} for _ in range(X.shape[0])]
-        variances = None
         if model is not None and training is not None:
             with torch.no_grad():
                 post = model.posterior(X)
                 mean, var = post.mean, post.variance.clamp_min(0)
-            variances = var
             for i in range(X.shape[0]):
                 predicted[i] = {
                     name: (float(mean[i, j]), float(var[i, j].sqrt())) for j, name in enumerate(training.layout.names)
                 }
                 for name, (mu, sd) in list(predicted[i].items()):
                     bound = self._bilog_bound(name) if name != FEASIBILITY else None
-                    if bound is not None:  # back to original units
+                    if name in self.problem.fractions:  # back to a fraction
+                        z = torch.tensor(mu, dtype=DTYPE)
+                        predicted[i][name] = (
+                            float(inverse_fraction_logit(z)),
+                            float(inverse_fraction_logit_std(z, torch.tensor(sd, dtype=DTYPE))),
+                        )
+                    elif bound is not None:  # back to original units
                         z = torch.tensor(mu, dtype=DTYPE)
                         predicted[i][name] = (
                             float(inverse_bilog(z, bound)),
@@ -576,8 +601,7 @@ class BoTorchPlanner:
         for i in range(X.shape[0]):
             conditions = self._given_candidate(X[i]) or self.space.decode(X[i])
             if self.problem.measurement is not None:
-                var_i = None if variances is None or training is None else variances[i]
-                conditions[self.problem.measurement.name] = self._measurement_level(var_i, training)
+                conditions[self.problem.measurement.name] = self._measurement_level(predicted[i])
             out.append(Proposal(conditions, strategies[i], values[i], predicted[i]))
         return out
 
@@ -592,19 +616,19 @@ class BoTorchPlanner:
         names = {p.name for p in self.problem.parameters}
         return {name: value for name, value in self.problem.candidates[k].items() if name in names}
 
-    def _measurement_level(self, var: Tensor | None, training: _Training | None) -> str:
+    def _measurement_level(self, predicted: Mapping[str, tuple[float, float]]) -> str:
         """The level with the largest information gain per cost, ``sum_j 0.5 log(1 + s_j^2 / noise_j) /
-        cost``.
+        cost``, ``s_j`` the predicted standard deviation of objective ``j`` in its own units.
 
-        Before a model exists the cheapest level is chosen.
+        Before a model exists (nothing ``predicted``) the cheapest level is chosen.
         """
         m = self.problem.measurement
         assert m is not None
-        if var is None or training is None:
+        if not predicted:
             return m.levels[min(range(len(m.levels)), key=lambda i: m.costs[i])]
         gain = [0.0] * len(m.levels)
         for o in self.problem.objectives:
-            s2 = float(var[training.layout.index(o.name)])
+            s2 = predicted[o.name][1] ** 2
             for i, noise in enumerate(self._level_noise(o.name)):
                 gain[i] += 0.5 * math.log1p(s2 / noise)
         return m.levels[max(range(len(m.levels)), key=lambda i: gain[i] / m.costs[i])]

@@ -41,6 +41,7 @@ def dump_state(
         else {"names": names, "rows": [[_plain(c[n]) for n in names] for c in problem.candidates]},
         "measurement": None if problem.measurement is None else asdict(problem.measurement),
         "cost": None if problem.cost is None else asdict(problem.cost),
+        "fractions": list(problem.fractions),
         "config": asdict(config),
         "observations": [
             {
@@ -92,6 +93,7 @@ def load_state(state: Mapping[str, Any]) -> tuple[str, PlanningProblem, PlannerC
         candidates=candidates,
         measurement=None if state.get("measurement") is None else build(MeasurementSpec, state["measurement"]),
         cost=None if cost is None else CostSpec(**cost),
+        fractions=tuple(state.get("fractions", ())),
     )
     config = build(PlannerConfig, state["config"])
     observations = [

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from agents.planner.errors import SpecError
+from agents.planner.fractions import logit_of_bound
 from agents.planner.types import (
     Condition,
     LinearConstraintSpec,
@@ -66,6 +67,8 @@ class PlanningProblem:
         candidates: A finite set of allowed conditions; proposals are picked from it.
         measurement: A choice of how to measure, traded against its cost.
         cost: How the cost of an experiment depends on its conditions.
+        fractions: Outcomes that are fractions in ``[0, 1]`` (phase weight fractions), modelled on the logit
+            scale (`agents.planner.fractions`); their bounds, targets and references must lie inside ``(0, 1)``.
     """
 
     parameters: tuple[ParameterSpec, ...]
@@ -75,9 +78,10 @@ class PlanningProblem:
     candidates: tuple[Mapping[str, Condition], ...] | None = None
     measurement: MeasurementSpec | None = None
     cost: CostSpec | None = None
+    fractions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for attr in ("parameters", "objectives", "constraints", "linear_constraints"):
+        for attr in ("parameters", "objectives", "constraints", "linear_constraints", "fractions"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
         if self.candidates is not None:
             object.__setattr__(self, "candidates", tuple(self.candidates))
@@ -91,6 +95,16 @@ class PlanningProblem:
         pnames = {p.name for p in self.parameters}
         if self.measurement is not None and self.measurement.name in pnames:
             raise SpecError(f"measurement name {self.measurement.name!r} collides with a parameter")
+        unknown = [name for name in self.fractions if name not in self.outcome_names]
+        if unknown:
+            raise SpecError(f"fractions {unknown} are neither objectives nor constrained outcomes")
+        for o in self.objectives:
+            for what, value in (("target", o.target), ("reference", o.reference)):
+                if o.name in self.fractions and value is not None:
+                    logit_of_bound(o.name, value, what)
+        for c in self.constraints:
+            if c.name in self.fractions:
+                logit_of_bound(c.name, c.value, "constraint bound")
         if self.cost is not None:
             kinds = {p.name: p.kind for p in self.parameters}
             for n, _ in self.cost.per_unit:
@@ -107,6 +121,24 @@ class PlanningProblem:
         out += [c.name for c in self.constraints if c.name not in out]
         return tuple(dict.fromkeys(out))
 
+    def modelled_objectives(self) -> tuple[ObjectiveSpec, ...]:
+        """The objectives on the scale their GPs model them: targets and references of fractions as logits."""
+        out = []
+        for o in self.objectives:
+            if o.name in self.fractions:
+                target = None if o.target is None else logit_of_bound(o.name, o.target, "target")
+                reference = None if o.reference is None else logit_of_bound(o.name, o.reference, "reference")
+                o = replace(o, target=target, reference=reference)
+            out.append(o)
+        return tuple(out)
+
+    def modelled_constraints(self) -> tuple[OutcomeConstraintSpec, ...]:
+        """The outcome constraints on the scale their GPs model them: bounds of fractions as logits."""
+        return tuple(
+            replace(c, value=logit_of_bound(c.name, c.value, "constraint bound")) if c.name in self.fractions else c
+            for c in self.constraints
+        )
+
 
 @dataclass(frozen=True)
 class PlannerConfig:
@@ -122,8 +154,10 @@ class PlannerConfig:
         allow_repeats: Allow proposing conditions that were already told (replicates).
         max_enumerate: Fully discrete spaces up to this many points are enumerated as a finite candidate set.
         candidate_batch: Candidates evaluated per batch when choosing from a finite set.
-        min_feasibility: Floor on the classifier's probability that an experiment works (once some failed):
-            the acquisition is multiplied by a steep sigmoid in ``P(success) - min_feasibility``.
+        min_feasibility: Floor on the model's probability that an experiment works (the classifier, once some
+            failed) and, separately, that it meets every outcome constraint (the constrained outcomes' GPs,
+            `acquisition.outcome_constraint_floor`): the acquisition is multiplied by a steep sigmoid in
+            ``P - min_feasibility`` for each. ``0`` turns both off.
         num_threads: torch intra-op threads while asking (restored afterwards); ``1`` is fastest for the small
             GPs of a lab campaign and avoids spin-waiting on a shared machine; ``None`` keeps torch's setting.
         winsorize: Clip the uninformative tail of each outcome before fitting (`agents.planner.winsorize`), as
