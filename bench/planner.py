@@ -15,7 +15,9 @@ Problems: Branin (2-D), Hartmann-6, Gardner's constrained problem (2-D, one outc
 (two objectives), a finite candidate set (Hartmann-6 restricted to ``--candidates`` random points), and two
 ``sim_lab`` campaign scenarios scored against their ground truth (`scenario_problem`):
 
-- ``tio2``: ``tio2_calcination``, maximise the anatase crystallite size with rutile at most 10 wt% (3-D);
+- ``tio2``: ``tio2_calcination``, maximise the anatase crystallite size with rutile at most 10 wt% (3-D); Crucible
+  is told that the rutile fraction is a weight fraction, as a campaign file's phase fractions are
+  (`PlanningProblem.fractions`, the logit scale);
 - ``catalyst``: ``ceria_zirconia_catalyst``, maximise the NiO surface area, the objective the scenario was built
   for (4-D, two of them irrelevant to it: loading against sintering, optimum on the temperature bound);
 - ``catalyst-pd`` (not in the default set): the same with at least 1 wt% metallic Pd, which needs calcination
