@@ -6,6 +6,7 @@ have shape ``sample_shape x batch_shape x q x m`` (BoTorch's convention), in ori
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -177,17 +178,21 @@ def outcome_constraint_floor(
     constraints: Sequence[OutcomeConstraintSpec],
     layout: OutcomeLayout,
     p_min: float,
-    softness: float = 0.02,
+    softness: float = 0.1,
 ) -> Callable[[Tensor], Tensor]:
-    """``X -> sum_i log sigmoid((P_i - p_min) / softness)``, ``P_i`` the probability that an experiment at
+    """``X -> sum_i log sigmoid((log P_i - log p_min) / softness)``, ``P_i`` the probability that an experiment at
     ``x_i`` meets every outcome constraint: ``prod_c Phi(+-(bound_c - mu_c(x)) / sigma_c(x))`` from the GP
     posteriors of the constrained outcomes (independent outputs).
 
     The probabilistic constraint of Gelbart, Snoek & Adams (2014): a point the model believes is most likely out
     of specification is not run, however much improvement the objective model extrapolates there (a phase
-    fraction of 1 above a transition temperature, where the crystallites would be largest).
+    fraction of 1 above a transition temperature, where the crystallites would be largest). The floor acts on
+    ``log P``, so below ``p_min`` it falls like ``(P / p_min)^(1 / softness)`` without limit: a penalty that levelled
+    off (a sigmoid in ``P`` itself) would be outbid once the campaign has converged and the only large improvement
+    left is the one extrapolated into the region that certainly fails.
     """
     columns = [(layout.index(c.name), c.value, c.op == "<=") for c in constraints]
+    log_p_min = math.log(p_min)
 
     def adjust(X: Tensor) -> Tensor:
         post = model.posterior(X)
@@ -196,6 +201,6 @@ def outcome_constraint_floor(
         for j, bound, upper in columns:
             z = (bound - mean[..., j]) / std[..., j]
             log_p = log_p + torch.special.log_ndtr(z if upper else -z)
-        return torch.nn.functional.logsigmoid((log_p.exp() - p_min) / softness).sum(-1)
+        return torch.nn.functional.logsigmoid((log_p - log_p_min) / softness).sum(-1)
 
     return adjust
