@@ -60,9 +60,9 @@ def test_logit_round_trip_clamp_and_delta_rule():
     assert logit_of_bound("r", 0.1, "bound") == pytest.approx(math.log(0.1 / 0.9))
 
 
-@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.2])
+@pytest.mark.parametrize("value", [0.0, 0.0005, 1.0, 1.5, -0.2])
 def test_fraction_bounds_outside_zero_one_are_refused(value):
-    with pytest.raises(SpecError, match="strictly between 0 and 1"):
+    with pytest.raises(SpecError, match="must lie between 0.001 and 0.999"):
         BoTorchPlanner(
             T,
             [ObjectiveSpec("size_nm")],

@@ -85,7 +85,7 @@ class _Training:
     data: tuple[OutcomeData, ...]
     feasibility: OutcomeData | None  # success indicator of every encodable experiment, if any failed
     X_baseline: Tensor  # n_ok x d, successful observations
-    Y_baseline: Tensor  # n_ok x m_obj+, outcome values in layout order (nan where missing)
+    Y_baseline: Tensor  # n_ok x m_obj+, outcome values in layout order (nan where missing; fractions as logits)
     scales: dict[str, float]
 
 

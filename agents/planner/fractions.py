@@ -64,9 +64,12 @@ def logit_of_bound(name: str, value: float, what: str) -> float:
     """A bound, target or reference ``value`` of fraction outcome ``name`` on the logit scale.
 
     Raises:
-        SpecError: ``value`` is not strictly between 0 and 1 (every fraction meets ``<= 1``; none can be ``>= 1``).
+        SpecError: ``value`` lies outside ``[FRACTION_FLOOR, 1 - FRACTION_FLOOR]``, where the clamped logit cannot
+            tell it from the limit (and every fraction meets ``<= 1``, none ``>= 1``).
     """
-    if not 0.0 < value < 1.0:
-        raise SpecError(f"{what} {value!r} of fraction outcome {name!r} must lie strictly between 0 and 1")
-    p = min(max(value, FRACTION_FLOOR), 1.0 - FRACTION_FLOOR)
-    return math.log(p) - math.log1p(-p)
+    if not FRACTION_FLOOR <= value <= 1.0 - FRACTION_FLOOR:
+        raise SpecError(
+            f"{what} {value!r} of fraction outcome {name!r} must lie between {FRACTION_FLOOR} and "
+            f"{1.0 - FRACTION_FLOOR} (fractions are modelled on the logit scale, clamped at 0.1 wt%)"
+        )
+    return math.log(value) - math.log1p(-value)

@@ -68,7 +68,7 @@ class PlanningProblem:
         measurement: A choice of how to measure, traded against its cost.
         cost: How the cost of an experiment depends on its conditions.
         fractions: Outcomes that are fractions in ``[0, 1]`` (phase weight fractions), modelled on the logit
-            scale (`agents.planner.fractions`); their bounds, targets and references must lie inside ``(0, 1)``.
+            scale (`agents.planner.fractions`); their bounds, targets and references must lie in ``[0.001, 0.999]``.
     """
 
     parameters: tuple[ParameterSpec, ...]
@@ -98,13 +98,7 @@ class PlanningProblem:
         unknown = [name for name in self.fractions if name not in self.outcome_names]
         if unknown:
             raise SpecError(f"fractions {unknown} are neither objectives nor constrained outcomes")
-        for o in self.objectives:
-            for what, value in (("target", o.target), ("reference", o.reference)):
-                if o.name in self.fractions and value is not None:
-                    logit_of_bound(o.name, value, what)
-        for c in self.constraints:
-            if c.name in self.fractions:
-                logit_of_bound(c.name, c.value, "constraint bound")
+        self.modelled_objectives(), self.modelled_constraints()  # bounds of fractions must have a logit
         if self.cost is not None:
             kinds = {p.name: p.kind for p in self.parameters}
             for n, _ in self.cost.per_unit:
