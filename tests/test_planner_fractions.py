@@ -99,7 +99,7 @@ def test_fraction_predictions_stay_fractions_and_find_the_plateau():
     assert 0.0 <= mean <= 1.0 and std >= 0.0
     # the GP was fitted on logits: the constraint bound is logit(0.1), the plateau near logit(1 - 1e-3)
     with torch.no_grad():
-        z = planner.model.posterior(torch.tensor([[0.9, 0.7]], dtype=torch.double)).mean[0, 1]  # 940 degC, 8 h
+        z = planner.model.posterior(torch.tensor([[0.9, 0.7]], dtype=torch.double)).mean[0, 1]  # 940 degC, 8.6 h
     assert inverse_fraction_logit(z).item() > 0.95
 
 
