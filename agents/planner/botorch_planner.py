@@ -306,11 +306,7 @@ class BoTorchPlanner:
                 Y = Y.clamp(*winsorization_cutoffs(name, Y, problem.objectives, problem.constraints))
             yvar = [self._variance(o, name) for o, _ in rows]
             Yvar = None if any(v is None for v in yvar) else torch.tensor([[v] for v in yvar], dtype=DTYPE)
-            bound = self._bilog_bound(name)
-            if name in problem.fractions:
-                Y, Yvar = fraction_logit(Y), None if Yvar is None else fraction_logit_variance(Y, Yvar)
-            elif bound is not None:
-                Y, Yvar = bilog(Y, bound), None if Yvar is None else bilog_variance(Y, Yvar, bound)
+            Y, Yvar = self._to_model_scale(name, Y, Yvar)
             data.append(OutcomeData(name, torch.stack([x for _, x in rows]), Y, Yvar))
             scales[name] = float(Y.std()) if len(rows) > 1 and float(Y.std()) > 0 else 1.0
         X_base = torch.stack([x for _, x in ok])
@@ -325,6 +321,27 @@ class BoTorchPlanner:
             if name in problem.fractions:
                 Y_base[:, j] = fraction_logit(Y_base[:, j])  # nan stays nan
         return _Training(layout, tuple(data), feasibility, X_base, Y_base, scales)
+
+    def _to_model_scale(self, name: str, Y: Tensor, Yvar: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Observed values of outcome ``name`` (and their variances) on the scale its GP models: logits for a
+        fraction, bilog around the bound for a constrained outcome (`PlannerConfig.bilog`), else as observed."""
+        if name in self.problem.fractions:
+            return fraction_logit(Y), None if Yvar is None else fraction_logit_variance(Y, Yvar)
+        bound = self._bilog_bound(name)
+        if bound is not None:
+            return bilog(Y, bound), None if Yvar is None else bilog_variance(Y, Yvar, bound)
+        return Y, Yvar
+
+    def _to_outcome_units(self, name: str, mean: float, std: float) -> tuple[float, float]:
+        """A posterior mean and standard deviation of outcome ``name`` carried back from its GP's scale to the
+        outcome's own units (the inverse of `_to_model_scale`; delta rule for the standard deviation)."""
+        z, s = torch.tensor(mean, dtype=DTYPE), torch.tensor(std, dtype=DTYPE)
+        if name in self.problem.fractions:
+            return float(inverse_fraction_logit(z)), float(inverse_fraction_logit_std(z, s))
+        bound = self._bilog_bound(name)
+        if bound is not None:
+            return float(inverse_bilog(z, bound)), float(inverse_bilog_std(z, s, bound))
+        return mean, std
 
     def _bilog_bound(self, name: str) -> float | None:
         """The bound around which outcome ``name`` is modelled on the bilog scale (`PlannerConfig.bilog`), if any:
@@ -580,19 +597,8 @@ class BoTorchPlanner:
                     name: (float(mean[i, j]), float(var[i, j].sqrt())) for j, name in enumerate(training.layout.names)
                 }
                 for name, (mu, sd) in list(predicted[i].items()):
-                    bound = self._bilog_bound(name) if name != FEASIBILITY else None
-                    if name in self.problem.fractions:  # back to a fraction
-                        z = torch.tensor(mu, dtype=DTYPE)
-                        predicted[i][name] = (
-                            float(inverse_fraction_logit(z)),
-                            float(inverse_fraction_logit_std(z, torch.tensor(sd, dtype=DTYPE))),
-                        )
-                    elif bound is not None:  # back to original units
-                        z = torch.tensor(mu, dtype=DTYPE)
-                        predicted[i][name] = (
-                            float(inverse_bilog(z, bound)),
-                            float(inverse_bilog_std(z, torch.tensor(sd, dtype=DTYPE), bound)),
-                        )
+                    if name != FEASIBILITY:
+                        predicted[i][name] = self._to_outcome_units(name, mu, sd)
                 if FEASIBILITY in predicted[i]:  # probit: P(success) = Phi(mu / sqrt(1 + sigma^2))
                     mu, sd = predicted[i][FEASIBILITY]
                     p = 0.5 * math.erfc(-mu / math.sqrt(2 * (1 + sd**2)))
