@@ -123,23 +123,16 @@ class StructureFactors:
         phase_sums = np.column_stack(
             [np.exp(2j * np.pi * hkl @ np.array(coords).T) @ np.array(occ) for _, coords, occ in elements.values()]
         )
-        factors = cls(
-            phase_sums=phase_sums,
-            atomic_numbers=np.array([float(z) for z, _, _ in elements.values()]),
-            coefficients=np.array([ATOMIC_SCATTERING_PARAMS[symbol] for symbol in elements], dtype=float),
-            reference=np.ones(hkl.shape[0]),
-        )
-        return replace(factors, reference=factors.squared_times_lp(d_spacings_angstrom, wavelength))
+        atomic_numbers = np.array([float(z) for z, _, _ in elements.values()])
+        coefficients = np.array([ATOMIC_SCATTERING_PARAMS[symbol] for symbol in elements], dtype=float)
+        reference = _squared_times_lp(phase_sums, atomic_numbers, coefficients, d_spacings_angstrom, wavelength)
+        return cls(phase_sums, atomic_numbers, coefficients, reference)
 
     def squared_times_lp(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
         """`k` values of ``|F|² · LP(θ)`` at these d-spacings (pymatgen's Lorentz-polarisation factor)."""
-        s2 = (0.5 / d_spacings_angstrom) ** 2
-        a, b = self.coefficients[..., 0], self.coefficients[..., 1]  # e x c
-        form = self.atomic_numbers - 41.78214 * s2[:, None] * np.sum(a * np.exp(-b * s2[:, None, None]), axis=-1)
-        structure_factor = np.sum(form * self.phase_sums, axis=1)
-        theta = np.arcsin(np.clip(wavelength / (2.0 * d_spacings_angstrom), 0.0, 1.0))
-        lp = (1.0 + np.cos(2.0 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
-        return np.abs(structure_factor) ** 2 * lp
+        return _squared_times_lp(
+            self.phase_sums, self.atomic_numbers, self.coefficients, d_spacings_angstrom, wavelength
+        )
 
     def ratio(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
         """`k` factors ``|F|² LP / (|F|² LP)_reference``; 1 for reflections whose reference value is ~0."""
@@ -148,6 +141,23 @@ class StructureFactors:
         tiny = ~(self.reference > 1e-12 * max(float(np.nanmax(self.reference, initial=0.0)), 1e-300))
         ratio = now / np.where(tiny, 1.0, self.reference)
         return np.where(tiny | ~np.isfinite(ratio), 1.0, ratio)
+
+
+def _squared_times_lp(
+    phase_sums: NDArray[np.complex128],
+    atomic_numbers: NDArray[np.float64],
+    coefficients: NDArray[np.float64],
+    d_spacings_angstrom: NDArray[np.float64],
+    wavelength: float,
+) -> NDArray[np.float64]:
+    """`k` values of ``|F|² · LP(θ)`` (see `StructureFactors`; its fields are the first three arguments)."""
+    s2 = (0.5 / d_spacings_angstrom) ** 2
+    a, b = coefficients[..., 0], coefficients[..., 1]  # e x c
+    form = atomic_numbers - 41.78214 * s2[:, None] * np.sum(a * np.exp(-b * s2[:, None, None]), axis=-1)
+    structure_factor = np.sum(form * phase_sums, axis=1)
+    theta = np.arcsin(np.clip(wavelength / (2.0 * d_spacings_angstrom), 0.0, 1.0))
+    lp = (1.0 + np.cos(2.0 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+    return np.abs(structure_factor) ** 2 * lp
 
 
 def free_lattice_parameters(structure: Structure, crystal_system: str) -> dict[str, float]:
