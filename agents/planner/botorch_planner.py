@@ -85,7 +85,7 @@ class _Training:
     data: tuple[OutcomeData, ...]
     feasibility: OutcomeData | None  # success indicator of every encodable experiment, if any failed
     X_baseline: Tensor  # n_ok x d, successful observations
-    Y_baseline: Tensor  # n_ok x m_obj+, outcome values in layout order (nan where missing; fractions as logits)
+    Y_baseline: Tensor  # n_ok x m_obj+, outcome values in layout order, on the GPs' scales (nan where missing)
     scales: dict[str, float]
 
 
@@ -318,8 +318,8 @@ class BoTorchPlanner:
                 elif name in o.outcomes:
                     Y_base[i, j] = float(o.outcomes[name])
         for j, name in enumerate(layout.names):
-            if name in problem.fractions:
-                Y_base[:, j] = fraction_logit(Y_base[:, j])  # nan stays nan
+            if name != FEASIBILITY:
+                Y_base[:, j] = self._to_model_scale(name, Y_base[:, j], None)[0]  # nan stays nan
         return _Training(layout, tuple(data), feasibility, X_base, Y_base, scales)
 
     def _to_model_scale(self, name: str, Y: Tensor, Yvar: Tensor | None) -> tuple[Tensor, Tensor | None]:
