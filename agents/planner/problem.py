@@ -149,9 +149,10 @@ class PlannerConfig:
         max_enumerate: Fully discrete spaces up to this many points are enumerated as a finite candidate set.
         candidate_batch: Candidates evaluated per batch when choosing from a finite set.
         min_feasibility: Floor on the model's probability that an experiment works (the classifier, once some
-            failed) and, separately, that it meets every outcome constraint (the constrained outcomes' GPs,
-            `acquisition.outcome_constraint_floor`): the acquisition is multiplied by a steep sigmoid in
-            ``P - min_feasibility`` for each. ``0`` turns both off.
+            failed; the acquisition is multiplied by a steep sigmoid in ``P - min_feasibility``,
+            `acquisition.feasibility_floor`) and, separately, that it meets every outcome constraint (the
+            constrained outcomes' GPs; a steep sigmoid in ``log P - log min_feasibility``,
+            `acquisition.outcome_constraint_floor`). ``0`` turns both off.
         num_threads: torch intra-op threads while asking (restored afterwards); ``1`` is fastest for the small
             GPs of a lab campaign and avoids spin-waiting on a shared machine; ``None`` keeps torch's setting.
         winsorize: Clip the uninformative tail of each outcome before fitting (`agents.planner.winsorize`), as
