@@ -112,6 +112,7 @@ class BoTorchPlanner:
         center_first: Start the initial design at the centre of the box (see `PlannerConfig`).
         bilog: Model constrained outcomes on the bilog scale around their bounds (see `PlannerConfig`).
         local_search: Also start the acquisition optimiser around the best points so far (see `PlannerConfig`).
+        min_noise: Floor on the inferred noise of outcomes told without variances (see `PlannerConfig`).
         fractions: Outcomes that are fractions in ``[0, 1]`` (phase weight fractions), modelled on the logit
             scale (`agents.planner.fractions`).
         mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
@@ -148,6 +149,7 @@ class BoTorchPlanner:
         center_first: bool = False,
         bilog: bool = False,
         local_search: bool = False,
+        min_noise: float | None = None,
         fractions: Sequence[str] = (),
     ) -> None:
         problem = PlanningProblem(
@@ -172,6 +174,7 @@ class BoTorchPlanner:
             center_first=center_first,
             bilog=bilog,
             local_search=local_search,
+            min_noise=min_noise,
         )
         self._setup(problem, config)
 
@@ -260,7 +263,7 @@ class BoTorchPlanner:
             if training is not None:
                 feas = training.feasibility
                 feas_model = None if feas is None else fit_feasibility_model(feas.X, feas.Y)
-                model = self.model = fit_outcome_model(training.data, space.categorical_dims, feas_model)
+                model = self.model = fit_outcome_model(training.data, space.categorical_dims, feas_model, cfg.min_noise)
             if n_design < request.n:
                 assert training is not None and model is not None
                 acqf, label = self._acquisition(model, training, torch.cat([X_pending, X_new]), encoded, feas_model)

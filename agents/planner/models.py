@@ -13,9 +13,13 @@ from botorch.models import ModelListGP, SingleTaskGP, SingleTaskVariationalGP
 from botorch.models.gp_regression_mixed import MixedSingleTaskGP
 from botorch.models.model import Model
 from botorch.models.transforms.outcome import Standardize
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.models.utils.gpytorch_modules import (
+    get_covar_module_with_dim_scaled_prior,
+    get_gaussian_likelihood_with_lognormal_prior,
+)
+from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import ScaleKernel
-from gpytorch.likelihoods import BernoulliLikelihood
+from gpytorch.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood, VariationalELBO
 from gpytorch.priors import GammaPrior
 from torch import Tensor
@@ -55,7 +59,10 @@ class OutcomeData:
 
 
 def fit_outcome_model(
-    data: Sequence[OutcomeData], cat_dims: Sequence[int] = (), feasibility: Model | None = None
+    data: Sequence[OutcomeData],
+    cat_dims: Sequence[int] = (),
+    feasibility: Model | None = None,
+    min_noise: float | None = None,
 ) -> Model:
     """Fit one GP per outcome and return them as a single ``m``-output model.
 
@@ -68,6 +75,10 @@ def fit_outcome_model(
         data: ``m`` outcome data sets, in output order.
         cat_dims: Encoded columns that are categorical.
         feasibility: A fitted single-output model appended as the last output (see `fit_feasibility_model`).
+        min_noise: Floor on the inferred noise variance (standardised units) of outcomes given without
+            variances; ``None`` keeps BoTorch's ``1e-4``. That floor is 1 % of the outcome's standard deviation
+            as a noise standard deviation: with values spanning 0.4 to 300 (Branin), differences near the
+            optimum below ~0.3 are modelled as noise.
 
     Returns:
         A fitted model whose ``posterior(X)`` for ``X`` of shape ``b x q x d`` has ``m`` (``+ 1``) outputs.
@@ -87,10 +98,10 @@ def fit_outcome_model(
             Yvar = None
             if data[0].Yvar is not None:
                 Yvar = torch.cat([od.Yvar for od in data], -1)  # type: ignore[misc]
-            model = _single(data[0].X, Y, Yvar, cat_dims)
+            model = _single(data[0].X, Y, Yvar, cat_dims, min_noise)
             fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
             return model if feasibility is None else ModelListGP(model, feasibility)
-        models = [_single(od.X, od.Y, od.Yvar, cat_dims) for od in data]
+        models = [_single(od.X, od.Y, od.Yvar, cat_dims, min_noise) for od in data]
         model_list = ModelListGP(*models)
         fit_gpytorch_mll(SumMarginalLogLikelihood(model_list.likelihood, model_list))
         return model_list if feasibility is None else ModelListGP(*models, feasibility)
@@ -128,10 +139,24 @@ def fit_feasibility_model(X: Tensor, success: Tensor, max_inducing: int = 128) -
     return model
 
 
-def _single(X: Tensor, Y: Tensor, Yvar: Tensor | None, cat_dims: list[int]) -> SingleTaskGP:
+def _single(
+    X: Tensor, Y: Tensor, Yvar: Tensor | None, cat_dims: list[int], min_noise: float | None = None
+) -> SingleTaskGP:
     if Yvar is not None:
         Yvar = Yvar.clamp_min(_MIN_YVAR)
     transform = Standardize(m=Y.shape[-1])
+    likelihood = None if Yvar is not None or min_noise is None else _inferred_noise(Y.shape[-1], min_noise)
     if cat_dims:
-        return MixedSingleTaskGP(X, Y, cat_dims=cat_dims, train_Yvar=Yvar, outcome_transform=transform)
-    return SingleTaskGP(X, Y, train_Yvar=Yvar, outcome_transform=transform)
+        return MixedSingleTaskGP(
+            X, Y, cat_dims=cat_dims, train_Yvar=Yvar, likelihood=likelihood, outcome_transform=transform
+        )
+    return SingleTaskGP(X, Y, train_Yvar=Yvar, likelihood=likelihood, outcome_transform=transform)
+
+
+def _inferred_noise(m: int, min_noise: float) -> GaussianLikelihood:
+    """BoTorch's default likelihood for inferred noise (a LogNormal(-4, 1) prior), with the floor ``min_noise``."""
+    likelihood = get_gaussian_likelihood_with_lognormal_prior(torch.Size([m]) if m > 1 else None)
+    prior_mode = float(likelihood.noise_covar.noise_prior.mode)
+    floor = GreaterThan(min_noise, transform=None, initial_value=max(prior_mode, min_noise))
+    likelihood.noise_covar.register_constraint("raw_noise", floor)
+    return likelihood

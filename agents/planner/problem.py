@@ -165,6 +165,10 @@ class PlannerConfig:
         local_search: Also start the acquisition optimiser around the best points so far
             (`agents.planner.optimize.initial_conditions`; continuous spaces without linear constraints). Off by
             default: on the planner bench it helped the TiO2 scenario and cost on Branin and Gardner's problem.
+        min_noise: Floor on the inferred noise variance (standardised) of outcomes told without variances
+            (`models.fit_outcome_model`); ``None`` keeps BoTorch's ``1e-4``, which limits how finely a noiseless
+            outcome with a large range is resolved near its optimum. Opt-in until the whole planner bench has
+            compared it.
     """
 
     seed: int = 0
@@ -182,6 +186,7 @@ class PlannerConfig:
     center_first: bool = False
     bilog: bool = False
     local_search: bool = False
+    min_noise: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_initial < 0:
@@ -191,6 +196,8 @@ class PlannerConfig:
                 raise SpecError(f"{attr} must be >= 1, got {getattr(self, attr)}")
         if self.num_threads is not None and self.num_threads < 1:
             raise SpecError(f"num_threads must be >= 1 or None, got {self.num_threads}")
+        if self.min_noise is not None and not 0.0 < self.min_noise <= 1.0:
+            raise SpecError(f"min_noise must be in (0, 1] or None, got {self.min_noise}")
         if not 0.0 <= self.min_feasibility < 1.0:
             raise SpecError(f"min_feasibility must be in [0, 1), got {self.min_feasibility}")
         if self.mode not in ("optimize", "explore"):
