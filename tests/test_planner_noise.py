@@ -14,7 +14,7 @@ BOX = [ParameterSpec("x1", -5.0, 10.0), ParameterSpec("x2", 0.0, 15.0)]
 
 
 def branin(x1: float, x2: float) -> float:
-    """Noiseless, values from 0.398 to about 300: the range that puts BoTorch's noise floor at ~0.3 in y units."""
+    """Noiseless, values from 0.398 to about 300: the range that puts BoTorch's noise floor at ~0.5 in y units."""
     return (
         (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
         + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
