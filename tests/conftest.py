@@ -1,4 +1,4 @@
-"""Shared fixtures: free loopback ports, campaign files on them, a session-wide Prefect test harness."""
+"""Shared fixtures: free loopback ports, campaign files on them, a session-wide Prefect test harness; Branin."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,21 @@ from typing import Any
 import pytest
 import yaml
 
+from agents.planner import ParameterSpec
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+BRANIN_SPACE = [ParameterSpec("x1", -5.0, 10.0), ParameterSpec("x2", 0.0, 15.0)]
+
+
+def branin(x1: float, x2: float) -> float:
+    """Branin on its native domain ``x1 in [-5, 10], x2 in [0, 15]`` (`BRANIN_SPACE`); minimum 0.397887."""
+    return (
+        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
+        + 10
+    )
 
 
 def free_tcp_address() -> str:

@@ -19,21 +19,10 @@ from agents.planner import (
     make_planner,
     planner_from_state_dict,
 )
+from tests.conftest import BRANIN_SPACE, branin
 
 FAST = {"raw_samples": 32, "num_restarts": 2, "mc_samples": 64}
 BRANIN_MIN = 0.397887
-
-
-def branin(x1: float, x2: float) -> float:
-    """Branin on its native domain ``x1 in [-5, 10], x2 in [0, 15]``; minimum 0.397887."""
-    return (
-        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
-        + 10
-    )
-
-
-BRANIN_SPACE = [ParameterSpec("x1", -5.0, 10.0), ParameterSpec("x2", 0.0, 15.0)]
 
 
 def run(planner: Planner, f, steps: int, n: int = 1) -> list:

@@ -7,28 +7,19 @@ import math
 import pytest
 import torch
 
-from agents.planner import BoTorchPlanner, ObjectiveSpec, Observation, ParameterSpec, SpecError
+from agents.planner import BoTorchPlanner, ObjectiveSpec, Observation, SpecError
+from tests.conftest import BRANIN_SPACE, branin
 
 FAST = {"raw_samples": 64, "num_restarts": 4, "mc_samples": 64}
-BOX = [ParameterSpec("x1", -5.0, 10.0), ParameterSpec("x2", 0.0, 15.0)]
-
-
-def branin(x1: float, x2: float) -> float:
-    """Noiseless, values from 0.398 to about 300: the range that puts BoTorch's noise floor at ~0.5 in y units."""
-    return (
-        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
-        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
-        + 10
-    )
 
 
 def told_planner(min_noise: float | None) -> BoTorchPlanner:
-    planner = BoTorchPlanner(BOX, [ObjectiveSpec("y", "minimize")], seed=0, min_noise=min_noise, **FAST)
+    planner = BoTorchPlanner(BRANIN_SPACE, [ObjectiveSpec("y", "minimize")], seed=0, min_noise=min_noise, **FAST)
     points = torch.quasirandom.SobolEngine(2, scramble=True, seed=3).draw(100, dtype=torch.double)
     for u1, u2 in points.tolist():
         x1, x2 = -5.0 + 15.0 * u1, 15.0 * u2
         planner.tell([Observation({"x1": x1, "x2": x2}, {"y": branin(x1, x2)})])
-    planner.ask()  # fits the model
+    planner.ask()  # fits the model; BoTorch's noise floor is ~0.5 in y units here (y spans 0.4 to ~300)
     return planner
 
 
@@ -62,4 +53,4 @@ def test_min_noise_survives_a_restart_and_bad_values_are_refused() -> None:
     assert again.ask()[0].conditions == planner.ask()[0].conditions
     for bad in (0.0, -1e-6, 2.0):
         with pytest.raises(SpecError, match="min_noise"):
-            BoTorchPlanner(BOX, [ObjectiveSpec("y", "minimize")], min_noise=bad)
+            BoTorchPlanner(BRANIN_SPACE, [ObjectiveSpec("y", "minimize")], min_noise=bad)
