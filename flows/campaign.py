@@ -32,16 +32,22 @@ from prefect.artifacts import (  # noqa: E402
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.context import FlowRunContext  # noqa: E402
+from prefect.exceptions import FlowPauseTimeout  # noqa: E402
+from prefect.flow_runs import pause_flow_run, resume_flow_run  # noqa: E402
 from prefect.futures import PrefectFuture, as_completed  # noqa: E402
+from prefect.input import RunInput  # noqa: E402
+from prefect.states import Cancelled, State  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
+from pydantic import Field  # noqa: E402
 
 from instruments.readings import Diffractogram  # noqa: E402
 from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
 from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
-from orchestrator.store import ExperimentStatus, Store  # noqa: E402
+from orchestrator.store import ExperimentRecord, ExperimentStatus, Store  # noqa: E402
 
 __all__ = ["campaign_flow", "observing"]
 
@@ -99,15 +105,139 @@ def analyse_task(campaign: Campaign, experiment_id: str, instrument: str | None 
     return campaign.analyse(experiment_id)
 
 
+#: How long one pause waits for a decision before the scheduler looks again (and pauses anew).
+_APPROVAL_TIMEOUT_S = 24 * 3600
+
+
+def apply_decision(campaign: Campaign, waiting: list[ExperimentRecord], decision: ApprovalDecision) -> None:
+    """Approve and reject as ``decision`` says, for the experiments of ``waiting`` only (others are ignored, and
+    an experiment both approved and rejected is left waiting)."""
+    logger = get_run_logger()
+    indices = {e.index for e in waiting}
+    both = set(decision.approve) & set(decision.reject)
+    strays = (set(decision.approve) | set(decision.reject)) - indices
+    if strays or both:
+        logger.warning(
+            "decision ignored for experiments %s (not awaiting, or both approved and rejected)", sorted(strays | both)
+        )
+    approve = [i for i in decision.approve if i in indices and i not in both]
+    reject = [i for i in decision.reject if i in indices and i not in both]
+    if approve:
+        campaign.approve(approve)
+    if reject:
+        campaign.reject(reject, decision.reason or "rejected in the Prefect UI")
+    logger.info("approved %s, rejected %s", approve, reject)
+
+
+def _answer_from_store(
+    campaign: Campaign, waiting: list[ExperimentRecord], flow_run_id: Any, stop: threading.Event, poll_s: float
+) -> None:
+    """While the flow run is paused, resume it with the decisions an operator recorded in the campaign database."""
+    store = Store(campaign.store.url)  # its own connection
+    try:
+        while not stop.wait(poll_s):
+            records = [store.experiment(e.id) for e in waiting]
+            approved = [r.index for r in records if r.approved]
+            rejected = [r.index for r in records if r.status == ExperimentStatus.REJECTED]
+            paused = store.campaign(campaign.id).status == "paused"
+            if not (approved or rejected or paused):
+                continue
+            try:
+                resume_flow_run(flow_run_id, run_input={"approve": approved, "reject": rejected, "reason": ""})
+            except Exception:  # noqa: BLE001 - the flow run was resumed from the UI meanwhile
+                pass
+            return
+    finally:
+        store.close()
+
+
 _STEP_TASKS = {SYNTHESISE: synthesise_task, CHARACTERISE: characterise_task, ANALYSE: analyse_task}
 
 
-class PrefectExecutor:
-    """Runs the scheduler's steps as Prefect task runs named after campaign, step and experiment."""
+class ApprovalDecision(RunInput):
+    """The operator's decision on proposed experiments, as the Prefect UI's resume form asks for it.
 
-    def plan(self, campaign: Campaign) -> list[str]:
+    Experiments listed in ``approve`` run; those in ``reject`` are refused with ``reason`` (they cost no budget and
+    the planner proposes others); any not listed keep waiting for a decision.
+    """
+
+    approve: list[int] = Field(default_factory=list, description="Experiment numbers to run.")
+    reject: list[int] = Field(default_factory=list, description="Experiment numbers to refuse.")
+    reason: str = Field(default="", description="Why the refused experiments should not run (kept on record).")
+
+
+def approval_form(campaign: Campaign, experiments: list[ExperimentRecord]) -> type[ApprovalDecision]:
+    """The resume form for ``experiments``: a table of the proposed batch, every one approved by default."""
+    spec = campaign.spec
+    names = [p.name for p in spec.parameters]
+    header = ["#", *(f"{p.name} [{p.unit}]" if p.unit else p.name for p in spec.parameters), "proposed by"]
+    lines = [
+        f"**Campaign {spec.name}** proposes {len(experiments)} experiment(s). Approve them all (the default), "
+        "move some to *reject* with a reason, or decide with `crucible approve` / `crucible reject`.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for experiment in experiments:
+        proposal = campaign.store.proposal(experiment.id)
+        values = [_cell(experiment.conditions.get(name)) for name in names]
+        strategy = proposal.strategy if proposal is not None else ""
+        lines.append(f"| {experiment.index} | " + " | ".join(values) + f" | {strategy} |")
+    return ApprovalDecision.with_initial_data(
+        description="\n".join(lines), approve=[e.index for e in experiments], reject=[], reason=""
+    )
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class PrefectExecutor:
+    """Runs the scheduler's steps as Prefect task runs named after campaign, step and experiment.
+
+    Args:
+        approval_poll_s: how often a paused flow run looks for a decision (the UI's form, or the CLI's in the
+            campaign database).
+    """
+
+    def __init__(self, approval_poll_s: float = 2.0) -> None:
+        self.approval_poll_s = approval_poll_s
+
+    def plan(self, campaign: Campaign, n: int) -> list[str]:
         label = f"{campaign.spec.name}-{len(campaign.experiments()):03d}"
-        return plan_task.with_options(task_run_name=f"plan-{label}")(campaign, 1)
+        return plan_task.with_options(task_run_name=f"plan-{label}")(campaign, n)
+
+    def await_approval(self, campaign: Campaign, experiment_ids: list[str]) -> None:
+        """Pause the flow run with a form listing the experiments awaiting approval, and apply the decision.
+
+        A decision taken meanwhile with the CLI (``crucible approve``, ``reject`` or ``pause``) resumes the flow run
+        too: a watcher reads the campaign database and answers the form with what was decided there, so whichever
+        way the decision came, the orchestrator applies it once, here."""
+        waiting = [campaign.store.experiment(i) for i in experiment_ids]
+        waiting = [e for e in waiting if e.status == ExperimentStatus.PLANNED and not e.approved]
+        if not waiting:
+            return
+        logger = get_run_logger()
+        logger.info("experiments %s await approval: resume this flow run with a decision", [e.index for e in waiting])
+        flow_run_id = FlowRunContext.get().flow_run.id  # type: ignore[union-attr]
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=_answer_from_store, args=(campaign, waiting, flow_run_id, stop, self.approval_poll_s), daemon=True
+        )
+        watcher.start()
+        try:
+            decision = pause_flow_run(
+                wait_for_input=approval_form(campaign, waiting),
+                timeout=_APPROVAL_TIMEOUT_S,
+                poll_interval=max(1, round(self.approval_poll_s)),
+            )
+        except FlowPauseTimeout:
+            logger.warning("no decision on experiments %s within %d s", [e.index for e in waiting], _APPROVAL_TIMEOUT_S)
+            return
+        finally:
+            stop.set()
+            watcher.join()
+        apply_decision(campaign, waiting, decision)
 
     def submit(self, campaign: Campaign, step: str, experiment_id: str, instrument: str | None) -> PrefectFuture:
         index = campaign.store.experiment(experiment_id).index
@@ -135,20 +265,36 @@ class PrefectExecutor:
     task_runner=ThreadPoolTaskRunner(max_workers=32),
 )
 def campaign_flow(
-    campaign_name: str, spec: dict[str, Any], database_url: str, fresh: bool = False, resume: bool = False
-) -> dict[str, Any]:
-    """Run (or resume) the campaign ``spec`` until its budget is spent; return a summary."""
+    campaign_name: str,
+    spec: dict[str, Any],
+    database_url: str,
+    fresh: bool = False,
+    resume: bool = False,
+    approval_poll_s: float = 2.0,
+) -> dict[str, Any] | State:
+    """Run (or resume) the campaign ``spec`` until its budget is spent; return a summary.
+
+    A campaign an operator paused ends the flow run Cancelled, with a message saying how far it got and how to
+    continue, instead of Completed."""
     campaign_spec = parse_campaign(spec, campaign_name)
     store = Store(database_url)
     with Lab.from_spec(campaign_spec) as lab:
         campaign = Campaign.open(campaign_spec, store, lab, fresh=fresh, resume=resume)
         campaign.observers.extend(_observers.get())
         campaign.observers.append(_Dashboard(campaign))
-        Scheduler(campaign, PrefectExecutor()).run()
+        Scheduler(campaign, PrefectExecutor(approval_poll_s)).run()
         campaign.finish()
         _publish_artifacts(campaign)
         summary = campaign.summary()
+        paused = campaign.paused
     store.close()
+    if paused:
+        message = (
+            f"campaign {campaign_name} paused by an operator after {summary['experiments']} of "
+            f"{summary['budget']} experiments; `crucible resume {campaign_name}` continues it"
+        )
+        get_run_logger().warning(message)
+        return Cancelled(message=message, data=summary)
     return summary
 
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from analysis.readers import PatternFileError
 from flows.scale_cli import scale_app
@@ -102,7 +103,14 @@ def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, r
         with Lab.from_spec(spec) as lab:
             described = lab.check()  # one clear error for a silent address, before Prefect starts
         console.print("instruments: " + ", ".join(f"{name} ({d.get('kind', '?')})" for name, d in described.items()))
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         from flows.campaign import campaign_flow, observing
 
@@ -111,56 +119,72 @@ def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, r
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=console,
             transient=False,
         ) as progress:
-            bar = progress.add_task(spec.name, total=spec.budget.experiments)
+            store = Store(url)
+            stored = None if fresh else store.campaign_by_name(spec.name)
+            recorded = store.experiments(stored.id) if stored else []
+            store.close()
+            total = (stored.budget_experiments if stored else None) or spec.budget.experiments
+            bar = progress.add_task(spec.name, total=total)
+            progress.update(bar, completed=sum(e.status in ("analysed", "failed") for e in recorded))
 
             def show(event: CampaignEvent) -> None:
                 tag = {"planned": "cyan", "made": "blue", "measured": "magenta", "analysed": "green", "failed": "red"}
                 colour = tag.get(event.kind, "white")
-                line = f"  [{colour}]{event.kind:>9}[/] #{event.experiment_index:03d} {event.message}"
+                line = f"  [{colour}]{event.kind:>9}[/] #{event.experiment_index:03d} {escape(event.message)}"
                 progress.console.print(line, highlight=False)
+                if event.budget:
+                    progress.update(bar, total=event.budget)  # `crucible budget` while the campaign runs
                 if event.kind in ("analysed", "failed"):
                     progress.advance(bar)
 
             with observing(show):
-                store = Store(url)
-                done = sum(
-                    e.status in ("analysed", "failed")
-                    for c in [store.campaign_by_name(spec.name)]
-                    if c and not fresh
-                    for e in store.experiments(c.id)
+                state = campaign_flow(
+                    spec.name, spec.model_dump(mode="json"), url, fresh=fresh, resume=resume, return_state=True
                 )
-                store.close()
-                progress.update(bar, completed=done)
-                campaign_flow(spec.name, spec.model_dump(mode="json"), url, fresh=fresh, resume=resume)
+    if state.is_cancelled():
+        _summarise(spec, url, runs_dir, paused=True)
+        console.print(f"[yellow]{escape(state.message or 'campaign paused')}[/]")
+        return
+    state.result()  # a failed flow run raises what failed it
     _summarise(spec, url, runs_dir)
 
 
-def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
-    from orchestrator.report import experiment_table, plot_best_so_far
+def _summarise(spec: CampaignSpec, url: str, runs_dir: Path, paused: bool = False) -> None:
+    """The experiment table, the best result (so far, if ``paused``), its score against truth, and the plot."""
+    from orchestrator.campaign import is_feasible, objective_value
+    from orchestrator.report import closed_loop_line, experiment_table, plot_best_so_far
 
     store = Store(url)
     record = store.campaign_by_name(spec.name)
     assert record is not None
     experiments = store.experiments(record.id)
+    proposals = store.proposals(record.id)
     store.close()
-    console.print(experiment_table(spec, experiments))
+    console.print(experiment_table(spec, experiments, proposals))
+    console.print(closed_loop_line(spec, experiments, proposals), highlight=False)
     objective = spec.objectives[0]
-    from orchestrator.campaign import is_feasible, objective_value
-
-    feasible = [e for e in experiments if e.status == "analysed" and is_feasible(spec, e.outcomes)]
+    counted = [e for e in experiments if e.status == "analysed" and e.excluded_reason is None]
+    feasible = [e for e in counted if is_feasible(spec, e.outcomes)]
     best = max(feasible, key=lambda e: objective_value(spec, e.outcomes)) if feasible else None
     failed = sum(e.status == "failed" for e in experiments)
-    console.print(f"experiments: {len(experiments)} ({failed} failed); database: {url}")
+    rejected = sum(e.status == "rejected" for e in experiments)
+    console.print(
+        f"experiments: {len(experiments) - rejected} ({failed} failed"
+        + (f", {rejected} more rejected" if rejected else "")
+        + f"); database: {url}"
+    )
     true_values = true_optimum = None
     if best is None:
         console.print("[yellow]no experiment met every constraint yet[/]")
     else:
         measured = best.outcomes[objective.name]
         console.print(
-            f"[bold]best conditions found[/] (experiment {best.index}): "
+            f"[bold]{'best so far' if paused else 'best conditions found'}[/] (experiment {best.index}): "
             + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best.conditions.items())
         )
         console.print(f"  measured {objective.name} = {measured['value']:.4g} ± {measured['std']:.2g}")
@@ -183,7 +207,9 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path) -> None:
                     f"  true {objective.name} at the best conditions = {true_at_best:.4g}; "
                     f"gap to optimum = {gap:.4g} ({100 * gap / abs(true_optimum):.1f} %)"
                 )
-    plot = plot_best_so_far(spec, experiments, runs_dir / f"{spec.name}-best-so-far.png", true_values, true_optimum)
+    plot = plot_best_so_far(
+        spec, experiments, runs_dir / f"{spec.name}-best-so-far.png", true_values, true_optimum, proposals
+    )
     console.print(f"plot: {plot}")
 
 
@@ -232,9 +258,20 @@ def resume(
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Continue an interrupted campaign: nothing recorded is lost, nothing is run twice."""
-    spec = _stored_spec(name, _database_url(database, runs_dir))
-    _run(spec, _database_url(database, runs_dir), runs_dir, sim, False, True, verbose)
+    """Continue an interrupted or paused campaign: nothing recorded is lost, nothing is run twice."""
+    url = _database_url(database, runs_dir)
+    spec = _stored_spec(name, url)
+    campaign = _operate(name, database, runs_dir)
+    try:
+        if campaign.finished():
+            console.print(
+                f"campaign {name} is finished: {len(campaign.experiments())} experiments, its whole budget of "
+                f"{campaign.budget}; raise it with `crucible budget {name} N` to continue"
+            )
+            return
+    finally:
+        campaign.store.close()
+    _run(spec, url, runs_dir, sim, False, True, verbose)
 
 
 def _stored_spec(name: str, url: str) -> CampaignSpec:
@@ -253,27 +290,29 @@ def status(
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
 ) -> None:
-    """List campaigns, or show one campaign's experiments."""
-    from orchestrator.report import experiment_table
+    """List campaigns with their state, or show one campaign's experiments and its state."""
+    from orchestrator.report import experiment_table, state_line
 
     url = _database_url(database, runs_dir)
-    store = Store(url)
     if name is None:
-        for record in store.campaigns():
-            experiments = store.experiments(record.id)
-            counts: dict[str, int] = {}
-            for experiment in experiments:
-                counts[experiment.status] = counts.get(experiment.status, 0) + 1
-            console.print(f"{record.name}: {record.status}, {len(experiments)} experiments {counts}")
-        store.close()
+        store = Store(url)
+        try:
+            for record in store.campaigns():
+                spec = parse_campaign(json.loads(record.spec_json), f"campaign {record.name!r} in {url}")
+                console.print(escape(state_line(record, spec, store.experiments(record.id))), highlight=False)
+        finally:
+            store.close()
         return
-    store.close()
     spec = _stored_spec(name, url)
     store = Store(url)
-    record = store.campaign_by_name(name)
-    assert record is not None
-    console.print(experiment_table(spec, store.experiments(record.id)))
-    store.close()
+    try:
+        record = store.campaign_by_name(name)
+        assert record is not None
+        experiments = store.experiments(record.id)
+        console.print(experiment_table(spec, experiments, store.proposals(record.id)))
+        console.print(escape(state_line(record, spec, experiments)), highlight=False)
+    finally:
+        store.close()
 
 
 @app.command()
@@ -319,6 +358,22 @@ def approve(
     """Approve planned experiments of a campaign that requires approval, so instruments may run them."""
     approved = _operate(name, database, runs_dir).approve(indices or None)
     console.print(f"approved experiments {approved}" if approved else "no experiment was awaiting approval")
+
+
+@app.command()
+@_one_line_errors
+def reject(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    indices: Annotated[list[int] | None, typer.Argument(help="Experiment numbers (default: all awaiting).")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why they should not run (kept on record).")] = (
+        "rejected by an operator"
+    ),
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+) -> None:
+    """Refuse planned experiments awaiting approval: they never run, cost no budget, and the planner proposes others."""
+    rejected = _operate(name, database, runs_dir).reject(indices or None, reason)
+    console.print(f"rejected experiments {rejected}: {reason}" if rejected else "no experiment was awaiting approval")
 
 
 @app.command()

@@ -305,7 +305,7 @@ def distributed_campaign_flow(
                     if ready:
                         dispatch(ready.pop(0))
                         continue
-                    if awaiting_approval or campaign.remaining_budget() <= 0:
+                    if awaiting_approval or campaign.planning_room() <= 0:  # budget spent, or the loop's bound
                         break
                     label = f"{campaign_spec.name}-{len(campaign.experiments()):03d}"
                     planned = plan_task.with_options(task_run_name=f"plan-{label}")(campaign, 1)

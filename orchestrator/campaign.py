@@ -76,10 +76,11 @@ class CampaignError(RuntimeError):
 class CampaignEvent:
     """A step finished: what the campaign tells whoever watches (progress bars, the Prefect UI)."""
 
-    kind: str  # "planned" | "made" | "measured" | "analysed" | "failed"
+    kind: str  # "planned" | "made" | "measured" | "analysed" | "failed" | "rejected"
     experiment_index: int
     experiment_id: str
     message: str = ""
+    budget: int = 0  # the campaign's budget at that moment (an operator may change it while it runs)
 
 
 Observer = Callable[[CampaignEvent], None]
@@ -311,13 +312,31 @@ class Campaign:
         return self.record.status == "paused"
 
     def remaining_budget(self) -> int:
-        return self.budget - len(self.experiments())
+        """Experiments still to plan: the budget less those recorded (a rejected proposal costs nothing)."""
+        return self.budget - _spent(self.experiments())
+
+    @property
+    def max_in_flight(self) -> int:
+        """At most this many experiments are planned but not yet analysed or failed (after the initial design)."""
+        return self.spec.max_in_flight()
+
+    def planning_room(self) -> int:
+        """How many experiments may be planned now without outrunning the analysis.
+
+        The initial design needs no results, so it may be planned ahead; after it, a proposal waits until fewer
+        than :attr:`max_in_flight` experiments are under way, so the model sees every result there is.
+        """
+        experiments = self.experiments()
+        under_way = sum(e.status not in ExperimentStatus.TERMINAL for e in experiments)
+        design_left = self.spec.planner.initial_experiments - _spent(experiments)
+        room = max(self.max_in_flight - under_way, design_left, 0)
+        return min(room, self.budget - _spent(experiments))
 
     def finished(self) -> bool:
         return self.remaining_budget() <= 0 and not self.unfinished()
 
     def _emit(self, kind: str, experiment: ExperimentRecord, message: str = "") -> None:
-        event = CampaignEvent(kind, experiment.index, experiment.id, message)
+        event = CampaignEvent(kind, experiment.index, experiment.id, message, self.budget)
         for observer in self.observers:
             observer(event)
 
@@ -350,11 +369,15 @@ class Campaign:
         if n <= 0:
             return []
         planner = self._make_planner()
-        planner.tell(self.observations())
-        pending = [e.conditions for e in self.unfinished()]
+        observations = self.observations()
+        planner.tell(observations)
+        under_way = self.unfinished()
+        pending = [e.conditions for e in under_way]
         proposals = planner.ask(n, pending=pending, fixed=self.spec.planner.fixed or None)
         self.planner = planner
         start = len(self.experiments())
+        failed_seen = sum(o.failed for o in observations)
+        pending_json = json.dumps([e.index for e in under_way])
         ids = []
         for offset, proposal in enumerate(proposals):
             experiment = ExperimentRecord(
@@ -372,6 +395,10 @@ class Campaign:
                     strategy=proposal.strategy,
                     acquisition_value=proposal.acquisition_value,
                     predicted_json=json.dumps(predicted),
+                    model_made=proposal.model_made,
+                    analysed_seen=len(observations) - failed_seen,
+                    failed_seen=failed_seen,
+                    pending_json=pending_json,
                 ),
             )
             waiting = "" if experiment.approved else " (awaiting approval)"
@@ -511,8 +538,11 @@ class Campaign:
         best = self.best()
         return {
             "campaign_id": self.id,
-            "experiments": len(experiments),
+            "status": self.record.status,
+            "budget": self.budget,
+            "experiments": _spent(experiments),
             "failed": sum(e.status == ExperimentStatus.FAILED for e in experiments),
+            "rejected": sum(e.status == ExperimentStatus.REJECTED for e in experiments),
             "best_conditions": best.conditions if best else None,
             "best_outcomes": best.outcomes if best else None,
         }
@@ -521,21 +551,26 @@ class Campaign:
         """Mark the campaign finished once its budget is spent and nothing is under way."""
         self.refresh()
         if self.finished():
-            self.store.set_campaign_status(self.id, "finished")
+            self.record = self.store.update_campaign(self.id, status="finished")
 
     # --- operator controls ---------------------------------------------------------------------------------
     def pause(self) -> None:
         """Stop starting new work; what is on an instrument finishes and is recorded. ``resume`` continues."""
-        self.store.set_campaign_status(self.id, "paused")
+        self.record = self.store.update_campaign(self.id, status="paused")
 
     def set_budget(self, experiments: int) -> None:
-        """Change the number of experiments mid-campaign (never below what already exists)."""
-        existing = len(self.experiments())
+        """Change the number of experiments mid-campaign (never below what already exists). Raising the budget of
+        a finished campaign makes it resumable (status ``paused``)."""
+        existing = _spent(self.experiments())
         if experiments < existing:
             raise CampaignError(
                 f"campaign {self.spec.name!r} already has {existing} experiments; budget {experiments} is below that"
             )
-        self.store.update_campaign(self.id, budget_experiments=experiments)
+        self.refresh()
+        changes: dict[str, Any] = {"budget_experiments": experiments}
+        if self.record.status == "finished" and experiments > existing:
+            changes["status"] = "paused"
+        self.record = self.store.update_campaign(self.id, **changes)
 
     def approve(self, indices: Sequence[int] | None = None) -> list[int]:
         """Approve planned experiments (all awaiting, or those with ``indices``); return the approved indices."""
@@ -545,6 +580,23 @@ class Campaign:
                 self.store.update_experiment(experiment.id, approved=True)
                 approved.append(experiment.index)
         return approved
+
+    def reject(self, indices: Sequence[int] | None, reason: str) -> list[int]:
+        """Refuse planned experiments awaiting approval (all, or those with ``indices``); return their indices.
+
+        A rejected experiment stays on record with the reason, never runs, costs no budget, and the planner plans
+        a replacement (it does not learn from the rejection as if the conditions had failed)."""
+        rejected = []
+        for experiment in self.experiments():
+            if experiment.status != ExperimentStatus.PLANNED or experiment.approved:
+                continue
+            if indices is None or experiment.index in indices:
+                self.store.update_experiment(
+                    experiment.id, status=ExperimentStatus.REJECTED, failure_reason=f"rejected: {reason}"
+                )
+                self._emit("rejected", experiment, reason)
+                rejected.append(experiment.index)
+        return rejected
 
     def mark_bad(self, index: int, reason: str) -> None:
         """An operator's verdict after the fact: the experiment stays on record but the planner forgets it."""
@@ -563,6 +615,11 @@ def best_so_far(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]) -> 
             best = max(best, objective_value(spec, experiment.outcomes))
         out.append(best if math.isfinite(best) else math.nan)
     return out
+
+
+def _spent(experiments: Sequence[ExperimentRecord]) -> int:
+    """Experiments that count against the budget: every recorded one but those an operator rejected."""
+    return sum(e.status != ExperimentStatus.REJECTED for e in experiments)
 
 
 def _counts(experiment: ExperimentRecord) -> bool:

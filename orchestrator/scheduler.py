@@ -1,7 +1,8 @@
 """Keeps every instrument busy: while one sample is measured the next is made.
 
 The scheduler hands each free synthesiser a new experiment (asking the planner at that moment, with every
-experiment still under way passed as pending), each free diffractometer the next made sample, and the analysis the
+experiment still under way passed as pending, and only while fewer than ``max_in_flight`` are under way, so the
+loop stays closed), each free diffractometer the next made sample, and the analysis the
 next measured pattern. It runs the campaign's steps through a :class:`StepExecutor`: plain threads here
 (:class:`ThreadExecutor`), Prefect tasks with retries in :mod:`flows.campaign`.
 
@@ -30,8 +31,13 @@ SYNTHESISE, CHARACTERISE, ANALYSE = "synthesise", "characterise", "analyse"
 class StepExecutor(Protocol):
     """Runs campaign steps concurrently and reports which finished first."""
 
-    def plan(self, campaign: Campaign) -> list[str]:
-        """Ask the planner for one experiment now (synchronously); return its id, or nothing if the budget is spent."""
+    def plan(self, campaign: Campaign, n: int) -> list[str]:
+        """Ask the planner for up to ``n`` experiments now (synchronously); return their ids (none if the budget
+        is spent)."""
+        ...
+
+    def await_approval(self, campaign: Campaign, experiment_ids: list[str]) -> None:
+        """Nothing else is under way and ``experiment_ids`` await an operator: wait for a decision (or a while)."""
         ...
 
     def submit(self, campaign: Campaign, step: str, experiment_id: str, instrument: str | None) -> Hashable:
@@ -61,16 +67,14 @@ class Scheduler:
         campaign: the campaign (its steps and its store).
         executor: how steps run (threads, Prefect tasks).
         analysis_slots: how many analyses may run at once (they use the CPU, not an instrument).
-        poll_s: how often to look for an operator's approval while nothing else is under way.
 
+    Experiments in flight (planned, not yet analysed or failed) never exceed the campaign's ``max_in_flight``
+    after the initial design: a free synthesiser waits for an analysis rather than plan blind.
     A paused campaign starts no new experiment and ends the run once what is on its instruments is recorded.
     """
 
-    def __init__(
-        self, campaign: Campaign, executor: StepExecutor, analysis_slots: int = 1, poll_s: float = 1.0
-    ) -> None:
+    def __init__(self, campaign: Campaign, executor: StepExecutor, analysis_slots: int = 1) -> None:
         self.campaign = campaign
-        self.poll_s = poll_s
         self.executor = executor
         self.analysis_slots = analysis_slots
         kinds = {name: spec.kind for name, spec in campaign.spec.instruments.items()}
@@ -101,11 +105,13 @@ class Scheduler:
 
         while True:
             campaign.refresh()  # an operator may have paused the campaign or changed its budget
+            _drop_decided(campaign, to_make)  # an operator may have rejected an experiment awaiting approval
             awaiting_approval = any(not campaign.store.experiment(e.id).approved for e in to_make)
             for synthesiser in [s for s in self.synthesisers if s in free and not campaign.paused]:
                 experiment_id = _take(campaign, to_make, synthesiser, ExperimentStatus.SYNTHESISING)
-                if experiment_id is None and not awaiting_approval:
-                    for planned in self.executor.plan(campaign):
+                room = 0 if experiment_id is not None or awaiting_approval else campaign.planning_room()
+                if room > 0:  # otherwise the synthesiser waits for an analysis (the closed loop's bound)
+                    for planned in self.executor.plan(campaign, min(campaign.spec.budget.batch_size, room)):
                         record = campaign.store.experiment(planned)
                         if record.approved and experiment_id is None:
                             experiment_id = planned
@@ -123,7 +129,8 @@ class Scheduler:
                 analysing += 1
             if not running:
                 if awaiting_approval and not campaign.paused:
-                    time.sleep(self.poll_s)  # nothing to do until an operator approves the planned experiments
+                    # nothing to do until an operator approves (or rejects) the planned experiments
+                    self.executor.await_approval(campaign, [e.id for e in to_make])
                     continue
                 break
             handle = self.executor.first_done(list(running))
@@ -142,6 +149,13 @@ class Scheduler:
                 to_analyse.append(job.experiment_id)
 
 
+def _drop_decided(campaign: Campaign, queue: deque[ExperimentRecord]) -> None:
+    """Forget queued experiments that reached a final state while they waited (rejected by an operator)."""
+    for experiment in list(queue):
+        if campaign.store.experiment(experiment.id).status in ExperimentStatus.TERMINAL:
+            queue.remove(experiment)
+
+
 def _take(campaign: Campaign, queue: deque[ExperimentRecord], instrument: str, on_instrument_status: str) -> str | None:
     """Pop the first approved experiment that may run on ``instrument``: one already on it, or on none yet."""
     for experiment in list(queue):
@@ -155,11 +169,15 @@ def _take(campaign: Campaign, queue: deque[ExperimentRecord], instrument: str, o
 class ThreadExecutor:
     """Runs steps on a thread pool, without Prefect (tests, notebooks)."""
 
-    def __init__(self, max_workers: int = 8) -> None:
+    def __init__(self, max_workers: int = 8, poll_s: float = 1.0) -> None:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max_workers)
+        self.poll_s = poll_s
 
-    def plan(self, campaign: Campaign) -> list[str]:
-        return campaign.plan(1)
+    def plan(self, campaign: Campaign, n: int) -> list[str]:
+        return campaign.plan(n)
+
+    def await_approval(self, campaign: Campaign, experiment_ids: list[str]) -> None:
+        time.sleep(self.poll_s)  # `crucible approve` (or reject) writes the decision to the store
 
     def submit(self, campaign: Campaign, step: str, experiment_id: str, instrument: str | None) -> Hashable:
         if step == ANALYSE:

@@ -94,10 +94,26 @@ class ConstraintSpec(_Strict):
 
 
 class BudgetSpec(_Strict):
-    """How many experiments the campaign may run, and how many are proposed at once."""
+    """How many experiments the campaign may run, how many are proposed at once, and how many may be under way.
+
+    ``max_in_flight`` bounds the experiments planned but not yet analysed (or failed): once it is reached, a free
+    synthesiser waits for an analysis, so every proposal after the initial design is made by a model that has seen
+    all but at most ``max_in_flight - 1`` of the earlier experiments. Default: the number of synthesisers (one
+    sample per synthesiser ahead of the analysis), or the batch size if that is larger.
+    """
 
     experiments: Annotated[int, Field(ge=1, le=100_000)]
     batch_size: Annotated[int, Field(ge=1, le=64)] = 1
+    max_in_flight: Annotated[int | None, Field(ge=1, le=1000)] = None
+
+    @model_validator(mode="after")
+    def _batch_fits_in_flight(self) -> BudgetSpec:
+        if self.max_in_flight is not None and self.max_in_flight < self.batch_size:
+            raise ValueError(
+                f"max_in_flight ({self.max_in_flight}) is below batch_size ({self.batch_size}): "
+                "a batch could never be under way whole"
+            )
+        return self
 
 
 class ParameterConstraintSpec(_Strict):
@@ -347,6 +363,14 @@ class CampaignSpec(_Strict):
                 f"{label}_c_angstrom",
             ]
         return names + (["rwp"] if self.analysis.xrd.method == "fit" else [])
+
+    def max_in_flight(self) -> int:
+        """The bound on experiments planned but not yet analysed: the file's, else one per synthesiser (at least
+        one batch)."""
+        if self.budget.max_in_flight is not None:
+            return self.budget.max_in_flight
+        synthesisers = sum(spec.kind == "synthesiser" for spec in self.instruments.values())
+        return max(synthesisers, self.budget.batch_size, 1)
 
     def instrument_of_kind(self, kind: str) -> tuple[str, InstrumentSpec]:
         """The first instrument of ``kind`` as ``(name, spec)``."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Text, UniqueConstraint, event
+from sqlalchemy import Column, Text, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
@@ -54,7 +54,8 @@ class ExperimentStatus:
     MEASURED = "measured"
     ANALYSED = "analysed"
     FAILED = "failed"
-    TERMINAL = (ANALYSED, FAILED)
+    REJECTED = "rejected"  # an operator refused the proposal before any instrument ran it; costs no budget
+    TERMINAL = (ANALYSED, FAILED, REJECTED)
 
 
 class CampaignRecord(SQLModel, table=True):
@@ -102,7 +103,18 @@ class ProposalRecord(SQLModel, table=True):
     strategy: str
     acquisition_value: float | None = None
     predicted_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    # What the planner knew when it proposed: how many analysed (and failed) experiments it was told, and the
+    # indices of the experiments still under way, passed as pending points. None on records from before 0.2.
+    model_made: bool | None = None  # chosen by the model's acquisition function, not by the initial design
+    analysed_seen: int | None = None
+    failed_seen: int | None = None
+    pending_json: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=_now)
+
+    @property
+    def pending(self) -> list[int]:
+        """Indices of the experiments under way when this proposal was made."""
+        return json.loads(self.pending_json) if self.pending_json else []
 
 
 class SampleRecord(SQLModel, table=True):
@@ -146,6 +158,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a database written by an earlier Crucible up to the current tables: add the nullable columns it
+    lacks (``create_all`` creates missing tables, never missing columns)."""
+    inspector = inspect(engine)
+    for table in SQLModel.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"table {table.name!r} lacks column {column.name!r}, which cannot be added")
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+            except (OperationalError, ProgrammingError):
+                pass  # another process added it first
+
+
 class Store:
     """A handle on the campaign database; ``Store("sqlite:///runs/crucible.db")``."""
 
@@ -167,6 +200,7 @@ class Store:
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
+        _add_missing_columns(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -264,6 +298,16 @@ class Store:
         """The one record of ``table`` that belongs to an experiment, if any."""
         with self.session() as session:
             return session.exec(select(table).where(table.experiment_id == experiment_id)).first()  # type: ignore[attr-defined]
+
+    def proposals(self, campaign_id: str) -> dict[str, ProposalRecord]:
+        """Every proposal of a campaign, by experiment id."""
+        with self.session() as session:
+            query = (
+                select(ProposalRecord)
+                .join(ExperimentRecord, ExperimentRecord.id == ProposalRecord.experiment_id)  # type: ignore[arg-type]
+                .where(ExperimentRecord.campaign_id == campaign_id)
+            )
+            return {p.experiment_id: p for p in session.exec(query)}
 
     def proposal(self, experiment_id: str) -> ProposalRecord | None:
         return self._of_experiment(ProposalRecord, experiment_id)

@@ -18,7 +18,7 @@ def example() -> dict:
 
 def test_example_campaign_is_valid() -> None:
     spec = load_campaign(EXAMPLE)
-    assert spec.budget.experiments == 15
+    assert spec.budget.experiments == 20
     assert [p.name for p in spec.parameters] == ["anneal_temperature_c", "anneal_time_h", "dopant_fraction"]
     assert spec.instrument_of_kind("diffractometer")[1].address == "tcp://127.0.0.1:5702"
 

@@ -34,8 +34,8 @@ def campaign_data(name: str, experiments: int, **extra: object) -> dict:
 
 def run_in_thread(campaign: Campaign) -> threading.Thread:
     def run() -> None:
-        executor = ThreadExecutor()
-        Scheduler(campaign, executor, poll_s=0.1).run()
+        executor = ThreadExecutor(poll_s=0.1)
+        Scheduler(campaign, executor).run()
         executor.close()
         campaign.finish()
 

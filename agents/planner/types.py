@@ -205,6 +205,10 @@ class Observation:
     failed: bool = False
 
 
+DESIGN_STRATEGIES = frozenset({"sobol", "random"})
+"""Strategies that choose points without a model (the initial design, the Sobol and random planners)."""
+
+
 @dataclass(frozen=True)
 class Proposal:
     """One experiment the planner proposes, with the reason for it.
@@ -221,3 +225,9 @@ class Proposal:
     strategy: str
     acquisition_value: float | None = None
     predicted: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def model_made(self) -> bool:
+        """Whether a model chose it (an acquisition function, or a plug-in's own model), not the space-filling
+        initial design (``sobol``, ``random``) nor its fallback when the acquisition optimiser found nothing."""
+        return self.strategy not in DESIGN_STRATEGIES and not self.strategy.endswith("-fallback")
