@@ -9,7 +9,7 @@ STAMP := $(VENV)/.crucible-installed
 # removes the "database is locked" tracebacks it otherwise logs (see constraints.txt).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration clean
+.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration bench-campaign clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-analysis: $(STAMP)
 
 bench-orchestration: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/orchestration.py --experiments 200 --time-factor 5e-5
+
+# Whole campaigns as `crucible run --sim` runs them, 1/2/4 synthesisers x 10 seeds x BoTorch/Sobol/random (hours).
+bench-campaign: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/campaign.py --seeds 10 --workers 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -305,10 +305,14 @@ def _artifact_key(name: str) -> str:
 def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
     objective = campaign.spec.objectives[0].name
     watched = [objective, *(c.name for c in campaign.spec.constraints)]
+    from orchestrator.report import proposed_by
+
+    proposals = campaign.store.proposals(campaign.id)
     rows = []
     for experiment in campaign.experiments():
         outcomes = experiment.outcomes
         row: dict[str, Any] = {"index": experiment.index, "status": experiment.status}
+        row["proposed_by"] = proposed_by(proposals.get(experiment.id))
         row |= {k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()}
         for name in watched:
             measured = outcomes.get(name, {})
@@ -341,7 +345,7 @@ def _png_markdown(path: Path, title: str) -> str:
 
 def _publish_artifacts(campaign: Campaign) -> None:
     """The table of experiments, and a markdown report with the best-so-far plot and the latest pattern's fit."""
-    from orchestrator.report import plot_best_so_far, plot_pattern_fit
+    from orchestrator.report import closed_loop_line, plot_best_so_far, plot_pattern_fit
 
     spec = campaign.spec
     _publish_table(campaign)
@@ -350,13 +354,15 @@ def _publish_artifacts(campaign: Campaign) -> None:
     best = campaign.best()
     lines = [f"# Campaign {spec.name}", "", spec.description, "", f"- experiments: {len(experiments)}"]
     lines.append(f"- failed: {sum(e.status == ExperimentStatus.FAILED for e in experiments)}")
+    lines.append(f"- {closed_loop_line(spec, experiments, campaign.store.proposals(campaign.id))}")
     if best is not None:
         lines.append(f"- best {objective}: {best.outcomes[objective]['value']:.4g} (experiment {best.index})")
         lines.append(f"- best conditions: {best.conditions}")
     curve = [round(v, 4) for v in best_so_far(spec, experiments)]
     lines += ["", "## Best so far", "", f"`{curve}`", ""]
     with tempfile.TemporaryDirectory() as directory:
-        plot = plot_best_so_far(spec, experiments, Path(directory) / "best.png")
+        proposals = campaign.store.proposals(campaign.id)
+        plot = plot_best_so_far(spec, experiments, Path(directory) / "best.png", proposals=proposals)
         lines += [_png_markdown(plot, "best so far"), ""]
         analysed = [e for e in experiments if e.status == ExperimentStatus.ANALYSED]
         stored = campaign.store.reading(analysed[-1].id) if analysed else None

@@ -230,6 +230,11 @@ def check_can_open(spec: CampaignSpec, store: Store, *, fresh: bool = False, res
             f"a different campaign named {spec.name!r} already exists in {store.url}; "
             "rename it, continue it under this file with `crucible run --update`, or pass --fresh to replace it"
         )
+    if existing.status == "paused":
+        raise CampaignError(
+            f"campaign {spec.name!r} is paused in {store.url}; continue it with `crucible resume {spec.name}` "
+            "or pass --fresh to start over"
+        )
     if existing.status == "running" and store.experiments(existing.id):
         raise CampaignError(
             f"campaign {spec.name!r} already has experiments in {store.url}; "

@@ -106,7 +106,10 @@ def test_status_shows_awaiting_approval_marked_bad_and_an_eta(tmp_path: Path) ->
     campaign = Campaign.open(spec, Store(url), Lab({}))
     first, second, third = (campaign.plan(1)[0] for _ in range(3))
     campaign.approve([0, 1])
-    outcomes = {"anatase_crystallite_size_nm": {"value": 21.0, "std": 0.2}, "rutile_fraction": {"value": 0.02, "std": 0.01}}
+    outcomes = {
+        "anatase_crystallite_size_nm": {"value": 21.0, "std": 0.2},
+        "rutile_fraction": {"value": 0.02, "std": 0.01},
+    }
     campaign.store.update_experiment(first, status=ExperimentStatus.ANALYSED, outcomes_json=json.dumps(outcomes))
     campaign.fail(second, "furnace tripped")
     campaign.mark_bad(0, "crucible cracked")
