@@ -83,20 +83,16 @@ def status_text(spec: CampaignSpec, experiment: ExperimentRecord) -> str:
 
 
 def proposed_by(proposal: ProposalRecord | None) -> str:
-    """``"qLogNEI saw 7+2 no value, 1 pending"`` for a model's proposal, ``"sobol (design)"`` for the initial
-    design."""
+    """``"model, saw 7"`` (``", 1 pending"``) for a model's proposal, ``"design"`` for the initial design; the
+    results it saw include experiments without a value for an objective (told to the planner as failures)."""
     if proposal is None:
         return ""
     if proposal.analysed_seen is None:  # recorded before Crucible kept what the planner knew
         return proposal.strategy
     if not proposal.model_made:
-        return f"{proposal.strategy} (design)"
-    seen = f"saw {proposal.analysed_seen}"
-    if proposal.failed_seen:  # failed, or analysed without a value for an objective (e.g. no anatase to size)
-        seen += f"+{proposal.failed_seen} no value"
-    if proposal.pending:
-        seen += f", {len(proposal.pending)} pending"
-    return f"{proposal.strategy} {seen}"
+        return "design"
+    text = f"model, saw {proposal.analysed_seen + (proposal.failed_seen or 0)}"
+    return text + (f", {len(proposal.pending)} pending" if proposal.pending else "")
 
 
 def closed_loop_line(
@@ -162,7 +158,7 @@ def _duration(seconds: float) -> str:
 def _measured(measurement: Mapping[str, float]) -> str:
     value, std = measurement["value"], measurement["std"]
     if not math.isfinite(value):
-        return "undetermined"
+        return "n.d."  # not determined (e.g. no anatase to size)
     return f"{value:.4g} ± {std:.2g}" if math.isfinite(std) else f"{value:.4g}"
 
 
