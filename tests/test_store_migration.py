@@ -15,7 +15,8 @@ from tests.test_scale_out import POSTGRES, admin_connection
 
 OLD_SCHEMA = [
     "CREATE TABLE campaign (id VARCHAR PRIMARY KEY, name VARCHAR UNIQUE NOT NULL, spec_json TEXT NOT NULL, "
-    "status VARCHAR NOT NULL, budget_experiments INTEGER, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL)",
+    "status VARCHAR NOT NULL, budget_experiments INTEGER, created_at TIMESTAMP NOT NULL, "
+    "updated_at TIMESTAMP NOT NULL)",
     'CREATE TABLE experiment (id VARCHAR PRIMARY KEY, campaign_id VARCHAR NOT NULL REFERENCES campaign(id), "index" '
     "INTEGER NOT NULL, sample_id VARCHAR NOT NULL, status VARCHAR NOT NULL, instrument VARCHAR, approved BOOLEAN NOT "
     "NULL, excluded_reason VARCHAR, conditions_json TEXT NOT NULL, outcomes_json TEXT, failure_reason VARCHAR, "
