@@ -184,7 +184,9 @@ def _quartiles(values: list[float], budget_label: str) -> str:
 
     def show(q: float) -> str:
         v = float(np.percentile(a, q, method="nearest")) if a.size else math.nan
-        return f">{budget_label}" if math.isinf(v) else f"{v:.3g}"
+        if math.isinf(v):
+            return f">{budget_label}" if budget_label else "never"
+        return f"{v:.3g}"
 
     return f"{show(50)} [{show(25)}, {show(75)}]"
 

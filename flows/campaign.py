@@ -45,6 +45,7 @@ from pydantic import Field  # noqa: E402
 from instruments.readings import Diffractogram  # noqa: E402
 from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
+from orchestrator.runner_lock import RunnerLock  # noqa: E402
 from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
 from orchestrator.store import ExperimentRecord, ExperimentStatus, Store  # noqa: E402
@@ -278,7 +279,7 @@ def campaign_flow(
     continue, instead of Completed."""
     campaign_spec = parse_campaign(spec, campaign_name)
     store = Store(database_url)
-    with Lab.from_spec(campaign_spec) as lab:
+    with RunnerLock(store, campaign_spec.name), Lab.from_spec(campaign_spec) as lab:
         campaign = Campaign.open(campaign_spec, store, lab, fresh=fresh, resume=resume)
         campaign.observers.extend(_observers.get())
         campaign.observers.append(_Dashboard(campaign))

@@ -85,6 +85,19 @@ RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where the datab
 
 
 @contextmanager
+def _one_runner(url: str, name: str) -> Iterator[None]:
+    """Hold the campaign's runner lock (refused with one line if another process runs it)."""
+    from orchestrator.runner_lock import RunnerLock
+
+    store = Store(url)
+    try:
+        with RunnerLock(store, name):
+            yield
+    finally:
+        store.close()
+
+
+@contextmanager
 def _lab_for(spec: CampaignSpec, sim: bool, runs_dir: Path) -> Iterator[None]:
     if sim:
         with SimulatedLab(spec, runs_dir / "tray" / spec.name):
@@ -236,17 +249,18 @@ def run(
     url = _database_url(database, runs_dir)
     if update and fresh:
         raise CampaignError("--update keeps the campaign's experiments and --fresh deletes them: choose one")
-    store = Store(url)
-    try:
+    with _one_runner(url, spec.name):  # before anything is checked, changed or started
+        store = Store(url)
+        try:
+            if update:
+                changed = revise_campaign(store, spec)
+            else:
+                check_can_open(spec, store, fresh=fresh)  # before the lab and the flow start
+        finally:
+            store.close()
         if update:
-            changed = revise_campaign(store, spec)
-        else:
-            check_can_open(spec, store, fresh=fresh)  # before the lab and the flow start
-    finally:
-        store.close()
-    if update:
-        console.print(f"campaign {spec.name} continues under {campaign_file}; changed: {', '.join(changed) or '-'}")
-    _run(spec, url, runs_dir, sim, fresh, update, verbose)
+            console.print(f"campaign {spec.name} continues under {campaign_file}; changed: {', '.join(changed) or '-'}")
+        _run(spec, url, runs_dir, sim, fresh, update, verbose)
 
 
 @app.command()
@@ -261,17 +275,18 @@ def resume(
     """Continue an interrupted or paused campaign: nothing recorded is lost, nothing is run twice."""
     url = _database_url(database, runs_dir)
     spec = _stored_spec(name, url)
-    campaign = _operate(name, database, runs_dir)
-    try:
-        if campaign.finished():
-            console.print(
-                f"campaign {name} is finished: {len(campaign.experiments())} experiments, its whole budget of "
-                f"{campaign.budget}; raise it with `crucible budget {name} N` to continue"
-            )
-            return
-    finally:
-        campaign.store.close()
-    _run(spec, url, runs_dir, sim, False, True, verbose)
+    with _one_runner(url, name):
+        campaign = _operate(name, database, runs_dir)
+        try:
+            if campaign.finished():
+                console.print(
+                    f"campaign {name} is finished: {len(campaign.experiments())} experiments, its whole budget of "
+                    f"{campaign.budget}; raise it with `crucible budget {name} N` to continue"
+                )
+                return
+        finally:
+            campaign.store.close()
+        _run(spec, url, runs_dir, sim, False, True, verbose)
 
 
 def _stored_spec(name: str, url: str) -> CampaignSpec:

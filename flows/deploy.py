@@ -54,6 +54,7 @@ from flows.campaign import (  # noqa: E402
 )
 from orchestrator.campaign import Campaign, CampaignError  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
+from orchestrator.runner_lock import RunnerLock  # noqa: E402
 from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE  # noqa: E402
 from orchestrator.spec import CampaignSpec, parse_campaign  # noqa: E402
 from orchestrator.store import ExperimentStatus, Store  # noqa: E402
@@ -271,7 +272,7 @@ def distributed_campaign_flow(
     campaign_spec = parse_campaign(spec, campaign_name)
     store = Store(database_url)
     ensure_instrument_limits(campaign_spec)
-    with Lab.from_spec(campaign_spec) as lab:
+    with RunnerLock(store, campaign_spec.name), Lab.from_spec(campaign_spec) as lab:
         lab.check()
         existing = store.campaign_by_name(campaign_spec.name)
         same = existing is not None and same_spec(existing.spec_json, campaign_spec)
