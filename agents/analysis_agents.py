@@ -19,7 +19,7 @@ from analysis.ml import PowderEnsemble, load_ensemble
 from analysis.pdf_fit import fit_nanoparticle
 from analysis.phase_identification import OpenSetThresholds, PhaseIdentification, PhaseLibrary, identify_phases
 from analysis.phase_quantification import Measurement
-from analysis.readers import read_pattern
+from analysis.readers import MIN_POINTS_TO_ANALYSE, read_pattern
 from analysis.saxs_fit import SHAPES, SAXSAnalysis, fit_saxs
 from instruments.readings import Diffractogram, PairDistribution, Reading, ScatteringCurve
 
@@ -251,7 +251,7 @@ def analyse_file(
         analysis.readers.PatternFileError: for an unreadable file or an unknown radiation.
         ValueError: for an unknown analysis.
     """
-    pattern = read_pattern(path, radiation)
+    pattern = read_pattern(path, radiation, min_points=MIN_POINTS_TO_ANALYSE)
     if analysis == "fit":
         return XRDPhaseAgent(list(phases)).analyse(pattern)
     if analysis == "network":

@@ -3,12 +3,17 @@
 The radiation comes from the file when it says (an .xrdml ``usedWavelength`` block; a comment line of a text file
 such as ``# wavelength: 1.5406`` or ``# anode: Cu``) or is given explicitly, which wins over the file. Anode names
 expand to their Kα1/Kα2 doublet with the usual 2:1 intensity ratio (Hölzer et al., Phys. Rev. A 56, 4554 (1997)).
+
+Every file that cannot be a measured pattern (a directory, binary or non-UTF-8 bytes, ragged columns, NaN, negative
+or absurd counts, 2θ outside (0°, 180°), too few points) raises one :class:`PatternFileError` naming the file and the
+problem.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
@@ -18,7 +23,16 @@ import numpy as np
 from analysis.powder_model import Radiation
 from instruments.readings import Diffractogram
 
-__all__ = ["ANODES", "PatternFileError", "parse_radiation", "read_pattern"]
+__all__ = ["ANODES", "MIN_POINTS_TO_ANALYSE", "PATTERN_SUFFIXES", "PatternFileError", "parse_radiation", "read_pattern"]
+
+#: The file types :func:`read_pattern` reads.
+PATTERN_SUFFIXES = (".xy", ".xye", ".dat", ".txt", ".csv", ".xrdml")
+#: A pattern file larger than this is not one scan.
+MAX_PATTERN_FILE_BYTES = 100_000_000
+#: More counts in one step than any detector records: a unit mix-up or a corrupted file.
+MAX_COUNTS = 1e12
+#: Fewer points than this cannot be analysed (the whole-pattern fit refines about this many parameters).
+MIN_POINTS_TO_ANALYSE = 20
 
 # Kα1, Kα2 wavelengths in Å and the Kα2/Kα1 intensity ratio.
 ANODES: dict[str, Radiation] = {
@@ -61,10 +75,21 @@ def parse_radiation(text: str) -> Radiation:
             "or 'λ1,λ2[,ratio]'"
         ) from None
     if len(values) == 1:
-        return Radiation(values[0])
+        return _checked_radiation(Radiation(values[0]), f"radiation {text!r}")
     if len(values) in (2, 3):
-        return Radiation(values[0], values[1], values[2] if len(values) == 3 else 0.5)
+        doublet = Radiation(values[0], values[1], values[2] if len(values) == 3 else 0.5)
+        return _checked_radiation(doublet, f"radiation {text!r}")
     raise ValueError(f"cannot read radiation {text!r}: at most three numbers 'λ1,λ2,ratio'")
+
+
+def _checked_radiation(radiation: Radiation, what: str) -> Radiation:
+    """``radiation`` if its wavelengths are X-ray wavelengths (0.01 to 10 Å) and its Kα2 ratio within [0, 1]."""
+    for wavelength in (radiation.wavelength_angstrom, radiation.wavelength_ka2_angstrom):
+        if wavelength is not None and not (math.isfinite(wavelength) and 0.01 <= wavelength <= 10.0):
+            raise ValueError(f"{what}: wavelength {wavelength:g} Å is not an X-ray wavelength (0.01 to 10 Å)")
+    if not (math.isfinite(radiation.ka2_ratio) and 0.0 <= radiation.ka2_ratio <= 1.0):
+        raise ValueError(f"{what}: Kα2/Kα1 ratio {radiation.ka2_ratio:g} is not within [0, 1]")
+    return radiation
 
 
 def _radiation_from_comments(lines: list[str]) -> Radiation | None:
@@ -86,9 +111,13 @@ def _radiation_from_comments(lines: list[str]) -> Radiation | None:
 
 
 def _text_columns(path: Path, text: str) -> tuple[np.ndarray, list[str]]:
-    rows, comments = [], []
+    """The numeric rows of a text pattern and its comment lines. Lines before the data that are not numbers are
+    comments (a header row); inside the data, a line that starts like a number but is not one is an error."""
+    rows: list[list[float]] = []
+    first_row_line = 0
+    comments: list[str] = []
     delimiter = "," if path.suffix.lower() == ".csv" else None
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
@@ -96,16 +125,38 @@ def _text_columns(path: Path, text: str) -> tuple[np.ndarray, list[str]]:
             comments.append(line.lstrip("#;!'\" "))
             continue
         parts = next(csv.reader(io.StringIO(line))) if delimiter else line.replace(",", " ").split()
+        tokens = [p.strip() for p in parts if p.strip() != ""]
         try:
-            rows.append([float(p) for p in parts if p.strip() != ""])
+            values = [float(token) for token in tokens]
         except ValueError:
+            if rows:
+                shown = line if len(line) <= 40 else line[:37] + "..."
+                reason = " (bytes that are not UTF-8 text)" if "\ufffd" in line else ""
+                raise PatternFileError(f"{path}: line {number}: cannot read {shown!r} as numbers{reason}") from None
             comments.append(line)
+            continue
+        bad = [token for token, value in zip(tokens, values, strict=True) if not math.isfinite(value)]
+        if bad:
+            raise PatternFileError(f"{path}: line {number}: {bad[0]!r} is not a finite number")
+        if rows and len(values) != len(rows[0]):
+            raise PatternFileError(
+                f"{path}: line {number} has {_values(len(values))} but line {first_row_line} has {len(rows[0])}: "
+                "ragged columns (a truncated or merged file?)"
+            )
+        if not rows:
+            first_row_line = number
+        rows.append(values)
     if not rows:
-        raise PatternFileError(f"{path}: no numeric rows")
-    width = min(len(r) for r in rows)
+        not_text = " and bytes that are not UTF-8 text: not a text pattern" if "\ufffd" in text else ""
+        raise PatternFileError(f"{path}: no numeric rows{not_text}")
+    width = len(rows[0])
     if width < 2:
         raise PatternFileError(f"{path}: need at least two columns (2θ, counts), found {width}")
-    return np.array([r[:width] for r in rows]), comments
+    return np.array(rows), comments
+
+
+def _values(n: int) -> str:
+    return f"{n} value" if n == 1 else f"{n} values"
 
 
 def _columns_by_header(comments: list[str], width: int) -> tuple[int, int]:
@@ -121,20 +172,50 @@ def _columns_by_header(comments: list[str], width: int) -> tuple[int, int]:
     return 0, 1
 
 
-def _read_text(path: Path) -> tuple[np.ndarray, np.ndarray, Radiation | None, float]:
-    data, comments = _text_columns(path, path.read_text(errors="replace"))
-    angle, counts = _columns_by_header(comments, data.shape[1])
+def _decode(path: Path, data: bytes) -> str:
+    """Text of a pattern file: UTF-8 (undecodable bytes in comment lines are harmless), or UTF-16 with a
+    byte-order mark as Windows programs write it; NUL bytes otherwise mean a binary file."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise PatternFileError(f"{path}: not readable as the UTF-16 text its byte-order mark announces") from None
+    if b"\x00" in data[:65536]:
+        raise PatternFileError(
+            f"{path}: a binary file (or UTF-16 text without a byte-order mark), not a text pattern: it holds NUL "
+            "bytes; export the scan as .xy, .csv or .xrdml"
+        )
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def _read_text(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiation | None, float]:
+    table, comments = _text_columns(path, _decode(path, data))
+    angle, counts = _columns_by_header(comments, table.shape[1])
     time_s = 1.0
     for line in comments:
         match = re.search(rf"(?:counting[ _]?time|time per step|step time)\D*({_NUMBER})", line, re.IGNORECASE)
         if match:
             time_s = float(match.group(1))
-    return data[:, angle], data[:, counts], _radiation_from_comments(comments), time_s
+    return table[:, angle], table[:, counts], _radiation_from_comments(comments), time_s
 
 
-def _read_xrdml(path: Path) -> tuple[np.ndarray, np.ndarray, Radiation | None, float]:
+def _numbers(path: Path, text: str, what: str) -> np.ndarray:
     try:
-        root = ElementTree.parse(path).getroot()
+        return np.array(text.split(), dtype=float)
+    except ValueError:
+        raise PatternFileError(f"{path}: {what} are not all numbers") from None
+
+
+def _number(path: Path, text: str | None, what: str) -> float:
+    try:
+        return float(text or "")
+    except ValueError:
+        raise PatternFileError(f"{path}: {what} {text!r} is not a number") from None
+
+
+def _read_xrdml(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiation | None, float]:
+    try:
+        root = ElementTree.fromstring(data)
     except ElementTree.ParseError as error:
         raise PatternFileError(f"{path}: not a valid XRDML (XML) file: {error}") from None
     radiation = None
@@ -147,9 +228,9 @@ def _read_xrdml(path: Path) -> tuple[np.ndarray, np.ndarray, Radiation | None, f
             intended = (used.get("intended") or "").lower()
             single_line = "alpha 1" in intended or "alpha1" in intended
             radiation = Radiation(
-                float(ka1.text),
-                None if single_line or ka2 is None or not ka2.text else float(ka2.text),
-                float(ratio.text) if ratio is not None and ratio.text else 0.5,
+                _number(path, ka1.text, "kAlpha1"),
+                None if single_line or ka2 is None or not ka2.text else _number(path, ka2.text, "kAlpha2"),
+                _number(path, ratio.text, "ratioKAlpha2KAlpha1") if ratio is not None and ratio.text else 0.5,
             )
     points = root.find(".//{*}scan/{*}dataPoints")
     if points is None:
@@ -159,27 +240,88 @@ def _read_xrdml(path: Path) -> tuple[np.ndarray, np.ndarray, Radiation | None, f
         intensities = points.find("{*}counts")
     if intensities is None or not intensities.text:
         raise PatternFileError(f"{path}: no intensities or counts in the first scan")
-    counts = np.array(intensities.text.split(), dtype=float)
+    counts = _numbers(path, intensities.text, "the intensities")
     two_theta = None
     for positions in points.findall("{*}positions"):
         if positions.get("axis", "").lower() not in ("2theta", "2theta-omega"):
             continue
         listed = positions.find("{*}listPositions")
         if listed is not None and listed.text:
-            two_theta = np.array(listed.text.split(), dtype=float)
+            two_theta = _numbers(path, listed.text, "the 2Theta listPositions")
         else:
             start, end = positions.find("{*}startPosition"), positions.find("{*}endPosition")
             if start is not None and end is not None:
-                two_theta = np.linspace(float(start.text or 0), float(end.text or 0), counts.size)
+                first = _number(path, start.text, "2Theta startPosition")
+                last = _number(path, end.text, "2Theta endPosition")
+                two_theta = np.linspace(first, last, counts.size)
     if two_theta is None:
         raise PatternFileError(f"{path}: no 2Theta positions in the first scan")
+    if two_theta.size != counts.size:
+        raise PatternFileError(f"{path}: {two_theta.size} 2Theta positions but {counts.size} intensities")
     timing = points.find("{*}commonCountingTime")
-    time_s = float(timing.text) if timing is not None and timing.text else 1.0
+    time_s = _number(path, timing.text, "commonCountingTime") if timing is not None and timing.text else 1.0
     return two_theta, counts, radiation, time_s
 
 
-def read_pattern(path: str | Path, radiation: Radiation | str | None = None, sample_id: str | None = None
-                 ) -> Diffractogram:
+def _file_bytes(path: Path) -> bytes:
+    """The bytes of a pattern file, refusing what cannot be one: no file, a directory, a device, a huge file."""
+    if not path.exists():
+        raise PatternFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise PatternFileError(f"{path}: a directory, not a pattern file")
+    if not path.is_file():
+        raise PatternFileError(f"{path}: not a regular file (a device or a pipe?)")
+    if path.suffix.lower() not in PATTERN_SUFFIXES:
+        kind = f"file type {path.suffix!r}" if path.suffix else "file without an extension"
+        raise PatternFileError(
+            f"{path}: unsupported {kind}; give one of {', '.join(PATTERN_SUFFIXES[:-1])} or {PATTERN_SUFFIXES[-1]}"
+        )
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PATTERN_FILE_BYTES + 1) if size <= MAX_PATTERN_FILE_BYTES else b""
+    except OSError as error:
+        raise PatternFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    if size > MAX_PATTERN_FILE_BYTES or len(data) > MAX_PATTERN_FILE_BYTES:
+        raise PatternFileError(f"{path}: too large for one scan (more than {MAX_PATTERN_FILE_BYTES // 1_000_000} MB)")
+    if not data.strip():
+        raise PatternFileError(f"{path}: the file is empty")
+    return data
+
+
+def _check_values(path: Path, two_theta: np.ndarray, counts: np.ndarray, time_s: float, min_points: int) -> None:
+    """Refuse values no diffractometer measures: NaN, 2θ outside (0°, 180°), negative or absurd counts."""
+    if two_theta.size < min_points:
+        points = f"{two_theta.size} point" + ("" if two_theta.size == 1 else "s")
+        raise PatternFileError(f"{path}: only {points}; at least {min_points} are needed")
+    if not (np.all(np.isfinite(two_theta)) and np.all(np.isfinite(counts))):
+        raise PatternFileError(f"{path}: holds values that are not finite numbers (NaN or infinity)")
+    low, high = float(two_theta.min()), float(two_theta.max())
+    if low <= 0.0 or high >= 180.0:
+        raise PatternFileError(
+            f"{path}: 2θ runs from {low:g}° to {high:g}°, outside (0°, 180°): is the first column 2θ in degrees?"
+        )
+    if two_theta.size > 1 and low == high:
+        raise PatternFileError(f"{path}: 2θ does not vary (every point at {low:g}°)")
+    negative = np.flatnonzero(counts < 0)
+    if negative.size:
+        raise PatternFileError(
+            f"{path}: {negative.size} negative count(s), the first at 2θ = {two_theta[negative[0]]:g}°: counts "
+            "cannot be negative (background-subtracted data?)"
+        )
+    if not np.any(counts > 0):
+        raise PatternFileError(f"{path}: every count is zero: an empty or failed scan")
+    if float(counts.max()) > MAX_COUNTS:
+        raise PatternFileError(
+            f"{path}: counts up to {float(counts.max()):.3g}, beyond any detector (at most {MAX_COUNTS:.0e} per step)"
+        )
+    if not (math.isfinite(time_s) and time_s > 0):
+        raise PatternFileError(f"{path}: counting time {time_s:g} s: must be a positive number of seconds")
+
+
+def read_pattern(
+    path: str | Path, radiation: Radiation | str | None = None, sample_id: str | None = None, min_points: int = 2
+) -> Diffractogram:
     """Read a powder pattern file into a :class:`Diffractogram` (counts per step, 2θ increasing).
 
     Args:
@@ -187,30 +329,41 @@ def read_pattern(path: str | Path, radiation: Radiation | str | None = None, sam
             the standard deviation, is ignored); a header row may name the columns; ``#`` lines are comments.
         radiation: overrides the file's radiation: a :class:`Radiation` or a string for :func:`parse_radiation`.
         sample_id: defaults to the file's stem.
+        min_points: refuse a pattern of fewer points (:data:`MIN_POINTS_TO_ANALYSE` before an analysis; at
+            least two, so 2θ has a range).
 
     Raises:
-        PatternFileError: for an unreadable file, or when neither the file nor ``radiation`` gives the radiation.
+        PatternFileError: for an unreadable file, values no diffractometer measures, or when neither the file nor
+            ``radiation`` gives the radiation.
     """
     path = Path(path)
-    if not path.exists():
-        raise PatternFileError(f"{path}: no such file")
+    data = _file_bytes(path)
     if path.suffix.lower() == ".xrdml":
-        two_theta, counts, found, time_s = _read_xrdml(path)
+        two_theta, counts, found, time_s = _read_xrdml(path, data)
     else:
-        two_theta, counts, found, time_s = _read_text(path)
-    chosen = parse_radiation(radiation) if isinstance(radiation, str) else radiation or found
+        two_theta, counts, found, time_s = _read_text(path, data)
+    try:
+        chosen = parse_radiation(radiation) if isinstance(radiation, str) else radiation or found
+        if chosen is not None and chosen is found:
+            _checked_radiation(chosen, "the file's radiation")
+    except ValueError as error:
+        raise PatternFileError(f"{path}: {error}") from None
     if chosen is None:
         raise PatternFileError(
             f"{path}: the file does not state its radiation; give it (an anode such as Cu, or a wavelength in Å)"
         )
+    _check_values(path, two_theta, counts, time_s, min_points)
     order = np.argsort(two_theta, kind="stable")
-    return Diffractogram(
-        two_theta_deg=two_theta[order],
-        counts=counts[order],
-        wavelength_angstrom=chosen.wavelength_angstrom,
-        wavelength_ka2_angstrom=chosen.wavelength_ka2_angstrom,
-        ka2_ratio=chosen.ka2_ratio,
-        counting_time_s=time_s,
-        sample_id=sample_id or path.stem,
-        metadata={"source_file": str(path)},
-    )
+    try:
+        return Diffractogram(
+            two_theta_deg=two_theta[order],
+            counts=counts[order],
+            wavelength_angstrom=chosen.wavelength_angstrom,
+            wavelength_ka2_angstrom=chosen.wavelength_ka2_angstrom,
+            ka2_ratio=chosen.ka2_ratio,
+            counting_time_s=time_s,
+            sample_id=sample_id or path.stem,
+            metadata={"source_file": str(path)},
+        )
+    except ValueError as error:
+        raise PatternFileError(f"{path}: {error}") from None

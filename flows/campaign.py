@@ -17,6 +17,7 @@ import base64  # noqa: E402
 import contextvars  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import socket  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
@@ -279,21 +280,31 @@ def campaign_flow(
     continue, instead of Completed."""
     campaign_spec = parse_campaign(spec, campaign_name)
     store = Store(database_url)
-    with RunnerLock(store, campaign_spec.name), Lab.from_spec(campaign_spec) as lab:
+    holder = f"crucible campaign {campaign_spec.name} ({socket.gethostname()}:{os.getpid()})"
+    with RunnerLock(store, campaign_spec.name), Lab.from_spec(campaign_spec, holder, heartbeat_s=2.0) as lab:
         campaign = Campaign.open(campaign_spec, store, lab, fresh=fresh, resume=resume)
-        campaign.observers.extend(_observers.get())
-        campaign.observers.append(_Dashboard(campaign))
-        Scheduler(campaign, PrefectExecutor(approval_poll_s)).run()
+        campaign.lease_instruments()  # nobody else drives them while the campaign runs
+        try:
+            campaign.observers.extend(_observers.get())
+            campaign.observers.append(_Dashboard(campaign))
+            Scheduler(campaign, PrefectExecutor(approval_poll_s)).run()
+        finally:
+            campaign.release_instruments()
         campaign.finish()
         _publish_artifacts(campaign)
         summary = campaign.summary()
         paused = campaign.paused
+        reason = campaign.record.paused_reason
     store.close()
     if paused:
-        message = (
-            f"campaign {campaign_name} paused by an operator after {summary['experiments']} of "
-            f"{summary['budget']} experiments; `crucible resume {campaign_name}` continues it"
-        )
+        done = f"{summary['experiments']} of {summary['budget']} experiments"
+        if reason in (None, "paused by an operator"):
+            message = (
+                f"campaign {campaign_name} paused by an operator after {done}; "
+                f"`crucible resume {campaign_name}` continues it"
+            )
+        else:
+            message = f"campaign {campaign_name} paused after {done}: {reason}"
         get_run_logger().warning(message)
         return Cancelled(message=message, data=summary)
     return summary

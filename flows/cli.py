@@ -21,15 +21,23 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.exc import DatabaseError
 
 from analysis.readers import PatternFileError
 from flows.scale_cli import scale_app
 from instruments.errors import InstrumentError
-from orchestrator.campaign import Campaign, CampaignError, CampaignEvent, check_can_open, revise_campaign
+from orchestrator.campaign import (
+    Campaign,
+    CampaignError,
+    CampaignEvent,
+    check_can_open,
+    check_instruments_free,
+    revise_campaign,
+)
 from orchestrator.lab import Lab
-from orchestrator.simulated_lab import SimulatedLab, SimulatedLabError
+from orchestrator.simulated_lab import SimulatedLab, SimulatedLabError, check_simulation
 from orchestrator.spec import CampaignFileError, CampaignSpec, load_campaign, parse_campaign
-from orchestrator.store import Store
+from orchestrator.store import Store, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Crucible: autonomous self-driving-lab campaigns.")
 app.add_typer(scale_app)  # crucible server | worker | deploy: scale-out on Prefect's server, pools and workers
@@ -37,7 +45,7 @@ console = Console()
 errors = Console(stderr=True)
 
 DEFAULT_RUNS_DIR = Path("runs")
-EXPECTED_ERRORS = (CampaignFileError, CampaignError, InstrumentError, SimulatedLabError, PatternFileError)
+EXPECTED_ERRORS = (CampaignFileError, CampaignError, InstrumentError, SimulatedLabError, PatternFileError, StoreError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,7 +59,11 @@ def _one_line_errors(function: F) -> F:
             return function(*args, **kwargs)
         except EXPECTED_ERRORS as error:
             message = " ".join(str(error).split())
-            errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except DatabaseError as error:  # the database broke (or locked up) after it opened: its own words, no SQL
+            message = " ".join(f"database: {error.orig or error}".split())
+            errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             errors.print("interrupted; resume with `crucible resume NAME`")
@@ -110,11 +122,27 @@ def _lab_for(spec: CampaignSpec, sim: bool, runs_dir: Path) -> Iterator[None]:
         yield
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends the command as Ctrl-C does: context managers run, so the simulated lab's servers stop too."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, resume: bool, verbose: bool) -> None:
     _quiet_prefect(verbose)
+    _interrupt_on_sigterm()
     with _lab_for(spec, sim, runs_dir):
         with Lab.from_spec(spec) as lab:
             described = lab.check()  # one clear error for a silent address, before Prefect starts
+            store = Store(url)
+            try:
+                check_instruments_free(spec, lab, store)  # and for an instrument leased by someone else
+            finally:
+                store.close()
         console.print("instruments: " + ", ".join(f"{name} ({d.get('kind', '?')})" for name, d in described.items()))
         from rich.progress import (
             BarColumn,
@@ -246,6 +274,8 @@ def run(
 ) -> None:
     """Run the campaign in CAMPAIGN_FILE until its budget is spent."""
     spec = load_campaign(campaign_file)
+    if sim:
+        check_simulation(spec)  # an unknown scenario is named before anything is opened or started
     url = _database_url(database, runs_dir)
     if update and fresh:
         raise CampaignError("--update keeps the campaign's experiments and --fresh deletes them: choose one")
@@ -450,13 +480,45 @@ def stop(
     if campaign_file is not None:
         if not all_instruments and not targets:
             raise CampaignError("give --all to stop every instrument of the campaign file, or --address")
-        targets += [spec.address for spec in load_campaign(campaign_file).instruments.values()]
+        targets += [spec.address for spec in load_campaign(campaign_file, resources=False).instruments.values()]
     if not targets:
         raise CampaignError("nothing to stop: give a campaign file with --all, or --address ADDRESS")
     results = stop_all(targets, timeout_s=timeout_s)
     for target, error in results.items():
         console.print(f"{target}: {'stopped' if error is None else f'NOT confirmed ({error})'}")
     if any(error is not None for error in results.values()):
+        raise typer.Exit(2)
+
+
+@app.command()
+@_one_line_errors
+def reset(
+    campaign_file: Annotated[Path | None, typer.Argument(help="Campaign file whose instruments to reset.")] = None,
+    all_instruments: Annotated[bool, typer.Option("--all", help="Reset every instrument of the file.")] = False,
+    address: Annotated[list[str] | None, typer.Option("--address", help="An instrument address (repeatable).")] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each instrument.")] = 2.0,
+) -> None:
+    """Clear an emergency stop, so the instruments accept jobs again (`crucible resume` then continues)."""
+    from instruments.client import InstrumentClient
+    from instruments.errors import InstrumentError as WireError
+
+    targets = list(address or [])
+    if campaign_file is not None:
+        if not all_instruments and not targets:
+            raise CampaignError("give --all to reset every instrument of the campaign file, or --address")
+        targets += [spec.address for spec in load_campaign(campaign_file, resources=False).instruments.values()]
+    if not targets:
+        raise CampaignError("nothing to reset: give a campaign file with --all, or --address ADDRESS")
+    failed = False
+    for target in targets:
+        try:
+            with InstrumentClient(target, timeout_s=timeout_s, retries=0) as client:
+                client.reset()
+            console.print(f"{target}: reset")
+        except (WireError, ValueError) as error:
+            failed = True
+            console.print(f"{target}: NOT reset ({error})")
+    if failed:
         raise typer.Exit(2)
 
 
@@ -507,8 +569,10 @@ def analyse(
     phases = [Path(name) if name.lower().endswith(".cif") else name for name in phase or ("anatase", "rutile")]
     try:
         report = analyse_file(pattern_file, analysis, radiation, phases, model)
-    except (KeyError, ValueError) as error:  # an unknown built-in phase or model, a pattern the fit cannot use
-        raise PatternFileError(f"{pattern_file}: {error}") from error
+    except PatternFileError:
+        raise  # already names the file
+    except (KeyError, ValueError, OSError) as error:  # an unknown built-in phase or model, a pattern the fit cannot use
+        raise PatternFileError(f"{pattern_file}: {error}") from None
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
         return
@@ -523,19 +587,22 @@ def serve_simulated_lab(
     campaign_file: Annotated[Path, typer.Argument(help="Campaign YAML file with a `simulation:` section.")],
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
 ) -> None:
-    """Serve the simulated lab of CAMPAIGN_FILE at its instrument addresses until interrupted."""
+    """Serve the simulated lab of CAMPAIGN_FILE at its instrument addresses until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
     spec = load_campaign(campaign_file)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
     with SimulatedLab(spec, runs_dir / "tray" / spec.name) as lab:
         for name, process in lab.processes.items():
             console.print(f"{name}: pid {process.pid} at {spec.instruments[name].address}")
         console.print("simulated lab running; Ctrl-C to stop")
-        try:
-            while all(p.poll() is None for p in lab.processes.values()):
-                import time
-
-                time.sleep(0.5)
-        except KeyboardInterrupt:
+        # the lab's watchdog restarts a server that dies; this waits for the operator (or a supervisor's SIGTERM)
+        while not done.wait(0.5):
             pass
+    console.print("simulated lab stopped")
     sys.exit(0)
 
 

@@ -235,17 +235,19 @@ class InstrumentClient:
         """The token of the lease this client holds (as far as it knows), or None."""
         return self._lease_token
 
-    def acquire_lease(self, duration_s: float = 60.0) -> dict[str, Any]:
+    def acquire_lease(self, duration_s: float = 60.0, token: str | None = None) -> dict[str, Any]:
         """Take (or renew) the lease for ``duration_s`` seconds; ``{"token", "holder", "expires_in_s"}``.
 
-        With a heartbeat the lease is renewed in the background while this client lives.
+        With a heartbeat the lease is renewed in the background while this client lives. ``token`` renews a lease
+        taken earlier by another client of the same holder (a campaign resumed after a crash, which kept it).
 
         Raises:
             LeaseError: another client holds the lease.
         """
         params: dict[str, Any] = {"holder": self.holder, "duration_s": float(duration_s)}
-        if self._lease_token is not None:
-            params["token"] = self._lease_token
+        token = token or self._lease_token
+        if token is not None:
+            params["token"] = token
         result = self._call("acquire_lease", params, retries=0)
         self._lease_token = result["token"]
         self._lease_duration_s = float(duration_s)

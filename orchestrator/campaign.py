@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from agents.analysis_agents import XRDNetworkAgent
 from agents.planner import (
@@ -39,7 +39,16 @@ from agents.planner import (
     ParameterSpec as PlannerParameter,
 )
 from agents.xrd_phase_agent import XRDPhaseAgent
-from instruments.errors import InstrumentBusy, InstrumentError, InstrumentTimeout, InstrumentUnreachable
+from instruments.errors import (
+    InstrumentBusy,
+    InstrumentError,
+    InstrumentStopped,
+    InstrumentTimeout,
+    InstrumentUnreachable,
+    JobAborted,
+    LeaseError,
+    Unauthorized,
+)
 from instruments.readings import Diffractogram
 from orchestrator.lab import Lab
 from orchestrator.spec import SCAN_KEY, CampaignSpec, parse_campaign
@@ -60,6 +69,7 @@ __all__ = [
     "CampaignEvent",
     "TRANSIENT_ERRORS",
     "check_can_open",
+    "check_instruments_free",
     "objective_value",
     "revise_campaign",
 ]
@@ -70,6 +80,15 @@ TRANSIENT_ERRORS: tuple[type[InstrumentError], ...] = (InstrumentTimeout, Instru
 
 class CampaignError(RuntimeError):
     """A campaign that cannot start or continue; the message says why."""
+
+
+class InstrumentRefused(CampaignError):
+    """An instrument refused the campaign in a way retrying cannot clear (leased by another, emergency-stopped,
+    not allowed): the campaign has paused with the reason, and no experiment failed for it."""
+
+
+#: Refusals that retrying does not clear: they pause the campaign instead of failing experiments.
+REFUSALS: tuple[type[InstrumentError], ...] = (LeaseError, InstrumentStopped, Unauthorized)
 
 
 @dataclass(frozen=True)
@@ -242,6 +261,17 @@ def check_can_open(spec: CampaignSpec, store: Store, *, fresh: bool = False, res
         )
 
 
+def check_instruments_free(spec: CampaignSpec, lab: Lab, store: Store) -> None:
+    """Raise :class:`CampaignError` naming the first instrument leased by someone else (checked before a campaign
+    starts: take every lease for a moment, renewing this campaign's own from before a crash, and give it back)."""
+    try:
+        lab.lease_all(10.0, store.lease_tokens(spec.name))
+    except LeaseError as error:
+        raise CampaignError(f"campaign {spec.name!r} cannot start: {error.message}") from None
+    lab.release_all()
+    store.set_lease_tokens(spec.name, {})
+
+
 class Campaign:
     """One campaign bound to its store and its lab.
 
@@ -285,7 +315,7 @@ class Campaign:
             store.add(record)
             return cls(spec, store, lab, record, agent)
         if resume and existing.status != "running":
-            existing = store.update_campaign(existing.id, status="running")
+            existing = store.update_campaign(existing.id, status="running", paused_reason=None)
         return cls(spec, store, lab, existing, agent)
 
     def _make_planner(self) -> Planner:
@@ -430,16 +460,48 @@ class Campaign:
         experiment.
         """
         spec = self.spec.instruments[instrument]
-        job_id = f"{experiment.id}-{job_suffix}"
+        job_id = f"{experiment.id}-{job_suffix}" + (f"-{experiment.job_attempt}" if experiment.job_attempt else "")
         self.store.update_experiment(experiment.id, status=step, instrument=instrument)
         try:
             result = self.lab.client(instrument).run(params, job_id=job_id, timeout_s=spec.run_timeout_s)
         except TRANSIENT_ERRORS:
             raise
+        except REFUSALS as error:
+            self._refused(experiment, instrument, error)
+        except JobAborted as error:
+            if not self._emergency_stopped(instrument):
+                self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error}")
+                raise
+            # the stop ruined this job: it runs again, under a new job id, once the stop is reset and resumed
+            self.store.update_experiment(experiment.id, job_attempt=(experiment.job_attempt or 0) + 1)
+            self._refused(experiment, instrument, error)
         except InstrumentError as error:
             self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error}")
             raise
         return job_id, result
+
+    def _emergency_stopped(self, instrument: str) -> bool:
+        try:
+            return self.lab.client(instrument).status().get("state") == "stopped"
+        except InstrumentError:
+            return False
+
+    def _refused(self, experiment: ExperimentRecord, instrument: str, error: InstrumentError) -> NoReturn:
+        """Pause the campaign because ``instrument`` refused it, saying how to clear it; the experiment stays
+        where it was and continues on resume."""
+        address = self.spec.instruments[instrument].address
+        if isinstance(error, LeaseError):
+            how = "release the other lease (or wait for it to expire)"
+        elif isinstance(error, InstrumentStopped | JobAborted):
+            how = f"clear the emergency stop (`crucible reset --address {address}`)"
+        else:
+            how = "give the campaign's client key control of it"
+        reason = (
+            f"instrument {instrument!r} at {address} refused experiment {experiment.index}: {error}; {how}, "
+            f"then `crucible resume {self.spec.name}`"
+        )
+        self.pause(reason)
+        raise InstrumentRefused(reason)
 
     def synthesise(self, experiment_id: str, instrument: str | None = None) -> None:
         """Make the experiment's sample on a synthesiser (by default the first, or the one it is already on)."""
@@ -559,9 +621,23 @@ class Campaign:
             self.record = self.store.update_campaign(self.id, status="finished")
 
     # --- operator controls ---------------------------------------------------------------------------------
-    def pause(self) -> None:
+    def pause(self, reason: str = "paused by an operator") -> None:
         """Stop starting new work; what is on an instrument finishes and is recorded. ``resume`` continues."""
-        self.record = self.store.update_campaign(self.id, status="paused")
+        self.record = self.store.update_campaign(self.id, status="paused", paused_reason=reason)
+
+    def lease_instruments(self, duration_s: float = 60.0) -> None:
+        """Take the lease of every instrument for as long as the campaign runs (the lab's heartbeat renews it),
+        renewing the leases this campaign held before a crash (their tokens are in the campaign database)."""
+        try:
+            tokens = self.lab.lease_all(duration_s, self.store.lease_tokens(self.spec.name))
+        except LeaseError as error:
+            raise CampaignError(f"campaign {self.spec.name!r} cannot start: {error.message}") from None
+        self.store.set_lease_tokens(self.spec.name, tokens)
+
+    def release_instruments(self) -> None:
+        """Give back the instruments' leases (on pause and at the end)."""
+        self.lab.release_all()
+        self.store.set_lease_tokens(self.spec.name, {})
 
     def set_budget(self, experiments: int) -> None:
         """Change the number of experiments mid-campaign (never below what already exists). Raising the budget of

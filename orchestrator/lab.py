@@ -6,7 +6,7 @@ Real and simulated instruments look the same from here: an address that answers 
 from __future__ import annotations
 
 from instruments.client import InstrumentClient
-from instruments.errors import InstrumentError, InstrumentTimeout, InstrumentUnreachable
+from instruments.errors import InstrumentError, InstrumentTimeout, InstrumentUnreachable, LeaseError
 from instruments.security import ClientSecurity
 from orchestrator.spec import CampaignSpec, InstrumentSpec
 
@@ -16,14 +16,24 @@ __all__ = ["Lab"]
 class Lab:
     """Clients for the instruments of a campaign, connected lazily and closed together."""
 
-    def __init__(self, instruments: dict[str, InstrumentSpec], client_key: str | None = None) -> None:
+    def __init__(
+        self,
+        instruments: dict[str, InstrumentSpec],
+        client_key: str | None = None,
+        holder: str | None = None,
+        heartbeat_s: float | None = None,
+    ) -> None:
         self.instruments = dict(instruments)
         self.client_key = client_key
+        self.holder = holder
+        self.heartbeat_s = heartbeat_s
         self._clients: dict[str, InstrumentClient] = {}
 
     @classmethod
-    def from_spec(cls, spec: CampaignSpec) -> Lab:
-        return cls(spec.instruments, spec.client_key)
+    def from_spec(cls, spec: CampaignSpec, holder: str | None = None, heartbeat_s: float | None = None) -> Lab:
+        """The campaign's instruments; ``holder`` names it in the instruments' leases, and a heartbeat (every
+        ``heartbeat_s``) renews the leases it takes with :meth:`lease_all`."""
+        return cls(spec.instruments, spec.client_key, holder, heartbeat_s)
 
     def _security(self, spec: InstrumentSpec) -> ClientSecurity | None:
         """CurveZMQ keys for an instrument with a ``server_key``; None talks plain (loopback only)."""
@@ -42,7 +52,12 @@ class Lab:
             spec = self.instruments[name]
             try:
                 self._clients[name] = InstrumentClient(
-                    spec.address, timeout_s=spec.timeout_s, security=self._security(spec)
+                    spec.address,
+                    timeout_s=spec.timeout_s,
+                    security=self._security(spec),
+                    holder=self.holder,
+                    heartbeat_s=self.heartbeat_s,
+                    heartbeat_misses=10,
                 )
             except ValueError as error:  # e.g. a non-loopback address without keys
                 raise InstrumentError(f"instrument {name!r}: {error}") from None
@@ -65,6 +80,31 @@ class Lab:
                 raise InstrumentError(f"instrument {name!r} at {spec.address} is a {kind}, not a {spec.kind}")
             described[name] = description
         return described
+
+    def lease_all(self, duration_s: float, tokens: dict[str, str] | None = None) -> dict[str, str]:
+        """Take the lease of every instrument (renewing those whose ``tokens`` are given); return the tokens.
+
+        Raises:
+            LeaseError: an instrument is leased by someone else; the message names it and its holder.
+        """
+        held: dict[str, str] = {}
+        for name, spec in self.instruments.items():
+            try:
+                held[name] = self.client(name).acquire_lease(duration_s, (tokens or {}).get(name))["token"]
+            except LeaseError as error:
+                self.release_all()
+                raise LeaseError(
+                    error.error_type, f"instrument {name!r} at {spec.address} refused the lease: {error.message}"
+                ) from None
+        return held
+
+    def release_all(self) -> None:
+        """Give back every lease this lab holds (an instrument that does not answer keeps it until it expires)."""
+        for client in self._clients.values():
+            try:
+                client.release_lease()
+            except InstrumentError:
+                continue
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -20,7 +20,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
-from orchestrator.campaign import Campaign
+from orchestrator.campaign import Campaign, InstrumentRefused
 from orchestrator.store import ExperimentRecord, ExperimentStatus
 
 __all__ = ["Scheduler", "StepExecutor", "ThreadExecutor"]
@@ -140,6 +140,8 @@ class Scheduler:
             if job.step == ANALYSE:
                 analysing -= 1
             error = self.executor.error(handle)
+            if isinstance(error, InstrumentRefused):
+                continue  # the campaign paused with the reason; the experiment continues on resume
             if error is not None:
                 campaign.fail(job.experiment_id, f"{job.step} failed: {error}")
                 continue

@@ -7,7 +7,9 @@ only place outside tests that knows the simulated lab exists.
 
 from __future__ import annotations
 
+import ctypes
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -16,19 +18,69 @@ from typing import Any
 
 from orchestrator.spec import CampaignSpec, InstrumentSpec
 
-__all__ = ["SimulatedLab", "SimulatedLabError", "truth_scores"]
+__all__ = ["SimulatedLab", "SimulatedLabError", "check_simulation", "truth_scores"]
 
 
 class SimulatedLabError(RuntimeError):
     """The simulated lab could not be started."""
 
 
+def check_simulation(spec: CampaignSpec) -> None:
+    """Check that the simulated lab can serve ``spec``, before any process starts: it has a ``simulation:``
+    section whose scenario the simulated lab knows, and the campaign varies exactly that scenario's conditions
+    within their ranges (otherwise every experiment would fail).
+
+    Raises:
+        SimulatedLabError: naming the campaign, the field and the problem.
+    """
+    where = f"campaign {spec.name!r}"
+    if spec.simulation is None:
+        raise SimulatedLabError(f"{where} has no `simulation:` section to run with --sim")
+    from sim_lab.scenarios import SCENARIOS
+
+    name = spec.simulation.scenario
+    if name not in SCENARIOS:
+        raise SimulatedLabError(
+            f"{where}: simulation.scenario: unknown scenario {name!r}; known scenarios: {', '.join(sorted(SCENARIOS))}"
+        )
+    truth = {p.name: p for p in SCENARIOS[name].parameters}
+    given = {p.name: p for p in spec.parameters}
+    unknown = sorted(set(given) - set(truth))
+    missing = sorted(set(truth) - set(given))
+    if unknown or missing:
+        raise SimulatedLabError(
+            f"{where}: parameters: scenario {name!r} takes {', '.join(sorted(truth))}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+        )
+    for parameter in spec.parameters:
+        real = truth[parameter.name]
+        if parameter.kind == "categorical" or parameter.low is None or parameter.high is None:
+            continue
+        if parameter.low < real.low or parameter.high > real.high:
+            raise SimulatedLabError(
+                f"{where}: parameters: {parameter.name} spans [{parameter.low:g}, {parameter.high:g}], beyond what "
+                f"scenario {name!r} can make: [{real.low:g}, {real.high:g}] {real.unit}"
+            )
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the forked child: ask Linux to SIGTERM it when the thread that started it exits (``kill -9`` of the
+    campaign included), so a simulated instrument never outlives its lab and holds its port. It only calls into
+    libc (no import, no lock), as code between fork and exec must."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class SimulatedLab:
     """Instrument server processes for every instrument of ``spec``; a context manager that stops them."""
 
     def __init__(self, spec: CampaignSpec, tray_dir: Path, startup_timeout_s: float = 60.0) -> None:
-        if spec.simulation is None:
-            raise SimulatedLabError(f"campaign {spec.name!r} has no `simulation:` section to run with --sim")
+        check_simulation(spec)  # one clear error for an unknown scenario, before any process starts
         self.spec = spec
         self.tray_dir = Path(tray_dir)
         self.startup_timeout_s = startup_timeout_s
@@ -84,7 +136,13 @@ class SimulatedLab:
 
     def _launch(self, name: str) -> subprocess.Popen[str]:
         """Start one instrument server and wait until it says it is serving."""
-        process = subprocess.Popen(self.command(name), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            self.command(name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
         assert process.stdout is not None and process.stderr is not None
         ready, _, _ = select.select([process.stdout], [], [], self.startup_timeout_s)
         line = process.stdout.readline() if ready else ""  # "serving <kind> at <address>" once bound

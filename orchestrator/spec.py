@@ -1,12 +1,17 @@
 """The campaign file: what may be varied, what is wanted, with what budget, on which instruments.
 
 A campaign file is YAML validated by the pydantic models below. Unknown keys are rejected, so a misspelt field is
-an error that names it, raised before any instrument is touched (:func:`load_campaign`).
+an error that names it, raised before any instrument is touched (:func:`load_campaign`). So are a key given twice,
+numbers that are not finite or beyond sane limits, phases, CIF files and planner plug-ins that do not exist, and
+files too large or not UTF-8: every problem is one :class:`CampaignFileError` naming the file, the field and what
+is wrong.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,9 +34,23 @@ __all__ = [
     "ScanSpec",
     "SimulationSpec",
     "XRDAnalysisSpec",
+    "builtin_phases",
+    "check_resources",
     "load_campaign",
     "parse_campaign",
 ]
+
+#: A campaign file is a few kB; anything larger than this is the wrong file (or /dev/zero).
+MAX_CAMPAIGN_FILE_BYTES = 1_000_000
+#: A CIF file of a reference phase is a few kB to a few hundred kB.
+MAX_CIF_FILE_BYTES = 10_000_000
+#: At most this many problems are listed in one error; the rest are counted.
+MAX_PROBLEMS_SHOWN = 5
+#: Longest wait for one instrument's reply (timeout_s) and for one run (run_timeout_s), in seconds.
+MAX_REPLY_TIMEOUT_S = 86_400.0
+MAX_RUN_TIMEOUT_S = 7 * 86_400.0
+#: Seeds fit in 32 bits (numpy, torch and the simulated lab all take them).
+MAX_SEED = 2**32 - 1
 
 
 class CampaignFileError(ValueError):
@@ -39,7 +58,11 @@ class CampaignFileError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float of a campaign file is finite (a NaN bound or an infinite timeout is refused).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class ParameterSpec(_Strict):
@@ -58,6 +81,9 @@ class ParameterSpec(_Strict):
         if self.kind == "categorical":
             if not self.choices or len(self.choices) < 2:
                 raise ValueError(f"categorical parameter {self.name!r} needs at least two choices")
+            repeated = sorted({c for c in self.choices if self.choices.count(c) > 1})
+            if repeated:
+                raise ValueError(f"categorical parameter {self.name!r}: choices given twice: {', '.join(repeated)}")
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"parameter {self.name!r} needs both low and high bounds")
@@ -153,9 +179,9 @@ class PlannerSettings(_Strict):
     """
 
     name: Annotated[str, Field(pattern=r"^(botorch|sobol|random|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "botorch"
-    initial_experiments: Annotated[int, Field(ge=1)] = 5
-    raw_samples: Annotated[int, Field(ge=8)] = 256
-    num_restarts: Annotated[int, Field(ge=1)] = 8
+    initial_experiments: Annotated[int, Field(ge=1, le=10_000)] = 5
+    raw_samples: Annotated[int, Field(ge=8, le=100_000)] = 256
+    num_restarts: Annotated[int, Field(ge=1, le=1_000)] = 8
     mode: Literal["optimize", "explore"] = "optimize"
     candidates: list[dict[str, float | str]] | None = None
     allow_repeats: bool = False
@@ -173,8 +199,8 @@ class InstrumentSpec(_Strict):
 
     kind: Literal["synthesiser", "diffractometer", "saxs", "pdf", "xas"]
     address: Annotated[str, Field(pattern=r"^(tcp|ipc|inproc)://\S+$")]
-    timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    run_timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+    timeout_s: Annotated[float, Field(gt=0, le=MAX_REPLY_TIMEOUT_S)] = 5.0
+    run_timeout_s: Annotated[float, Field(gt=0, le=MAX_RUN_TIMEOUT_S)] = 3600.0
     server_key: str | None = None  # the instrument's CurveZMQ public key file (`crucible keys`); required off-host
 
 
@@ -182,7 +208,7 @@ class ScanSpec(_Strict):
     """One way to measure a sample: a counting time per step and what a scan costs (by default its counting
     time, the instrument time it takes; any unit shared by the campaign's scans)."""
 
-    counting_time_s: Annotated[float, Field(gt=0)]
+    counting_time_s: Annotated[float, Field(gt=0, le=3600)]
     cost: Annotated[float, Field(gt=0)] | None = None
 
     @property
@@ -198,7 +224,7 @@ class MeasurementSpec(_Strict):
     the choice is recorded in the experiment's conditions under ``scan``.
     """
 
-    counting_time_s: Annotated[float, Field(gt=0)] = 1.0
+    counting_time_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     scans: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ScanSpec] | None = None
 
     @field_validator("scans")
@@ -236,6 +262,25 @@ class XRDAnalysisSpec(_Strict):
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002)
     background_terms: Annotated[int, Field(ge=1, le=12)] = 6
 
+    @field_validator("phases")
+    @classmethod
+    def _known_phases(cls, phases: list[str]) -> list[str]:
+        """Built-in names must be in the phase library (CIF files are checked by :func:`check_resources`), and no
+        phase may be given twice: checked here, so an unknown phase is named as such."""
+        known = builtin_phases()
+        for i, phase in enumerate(phases):
+            if not phase.strip():
+                raise ValueError(f"entry {i} is an empty phase name")
+            if not _is_cif(phase) and phase not in known:
+                raise ValueError(
+                    f"unknown phase {phase!r}: not a built-in phase ({', '.join(known)}) and not a .cif file"
+                )
+        labels = [_phase_label(phase) for phase in phases]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"phase {', '.join(repeated)} is given twice")
+        return phases
+
     @model_validator(mode="after")
     def _network_has_a_model(self) -> XRDAnalysisSpec:
         if self.method == "network" and not self.model:
@@ -259,8 +304,8 @@ class FaultsSpec(_Strict):
     corruption_probability: Probability = 0.0  # the reading comes back corrupted
     truncation_probability: Probability = 0.0  # the reading comes back cut short
     drift_probability: Probability = 0.0  # the diffractometer's zero shift steps by drift_step_deg
-    drift_step_deg: Annotated[float, Field(ge=0)] = 0.01
-    hang_s: Annotated[float, Field(gt=0)] = 30.0
+    drift_step_deg: Annotated[float, Field(ge=0, le=10)] = 0.01
+    hang_s: Annotated[float, Field(gt=0, le=MAX_REPLY_TIMEOUT_S)] = 30.0
 
     @property
     def enabled(self) -> bool:
@@ -270,9 +315,9 @@ class FaultsSpec(_Strict):
 class SimulationSpec(_Strict):
     """The simulated lab that stands in for hardware with ``crucible run --sim``."""
 
-    scenario: str
-    seed: int = 0
-    time_factor: Annotated[float, Field(ge=0)] = 0.0
+    scenario: str  # checked against the simulated lab's scenarios by orchestrator.simulated_lab.check_simulation
+    seed: Seed = 0
+    time_factor: Annotated[float, Field(ge=0, le=100)] = 0.0  # 0: instant, 1: real time
     faults: FaultsSpec = FaultsSpec()
 
 
@@ -281,7 +326,7 @@ class CampaignSpec(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     budget: BudgetSpec
     parameters: Annotated[list[ParameterSpec], Field(min_length=1)]
     objectives: Annotated[list[ObjectiveSpec], Field(min_length=1)]
@@ -321,6 +366,23 @@ class CampaignSpec(_Strict):
             if item.name not in known:
                 raise ValueError(
                     f"{item.name!r} is not a quantity the analysis reports; known: {', '.join(sorted(known))}"
+                )
+        names = [o.name for o in self.objectives]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"objectives: {', '.join(repeated)} given twice")
+        fractions = set(self.weight_fractions())
+        for i, constraint in enumerate(self.constraints):
+            if constraint.name in fractions and not 0.0 <= constraint.value <= 1.0:
+                raise ValueError(
+                    f"constraints.{i}.value: {constraint.name} is a weight fraction, between 0 and 1; "
+                    f"got {constraint.value:g}"
+                )
+        for i, objective in enumerate(self.objectives):
+            if objective.name in fractions and objective.target is not None and not 0.0 <= objective.target <= 1.0:
+                raise ValueError(
+                    f"objectives.{i}.target: {objective.name} is a weight fraction, between 0 and 1; "
+                    f"got {objective.target:g}"
                 )
         by_name = {p.name: p for p in self.parameters}
         for i, linear in enumerate(self.parameter_constraints):
@@ -380,20 +442,115 @@ class CampaignSpec(_Strict):
         raise KeyError(f"no instrument of kind {kind!r}")
 
 
+def _is_cif(phase: str) -> bool:
+    return phase.lower().endswith(".cif")
+
+
 def _phase_label(phase: str) -> str:
     """The name a phase's quantities carry: a built-in phase's own name, or a CIF file's stem."""
-    return Path(phase).stem if phase.endswith(".cif") else phase
+    return Path(phase).stem if _is_cif(phase) else phase
+
+
+def builtin_phases() -> list[str]:
+    """Names of the built-in reference phases (the CIF files of ``analysis/phase_library``), without importing
+    the analysis (and pymatgen)."""
+    import analysis
+
+    return sorted(path.stem for path in (Path(analysis.__file__).parent / "phase_library").glob("*.cif"))
+
+
+# The tags pydantic adds to an error's location inside a union (``float | str``): not part of the field's name.
+_UNION_TAGS = {"float", "int", "str", "bool", "none"}
+
+_BOUND_WORDS = {
+    "greater_than": "greater than",
+    "greater_than_equal": "at least",
+    "less_than": "less than",
+    "less_than_equal": "at most",
+}
+
+_TYPE_WORDS = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "string_type": "must be text",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a mapping (key: value lines)",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "model_type": "must be a mapping (key: value lines)",
+}
+
+
+def _pattern_words(parts: tuple[Any, ...]) -> str | None:
+    """What a text field of this form must look like, in words (instead of its regular expression)."""
+    names = tuple(str(part) for part in parts)
+    if names and names[-1] == "address":
+        return "must be an address tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+    if names[:2] == ("planner", "name"):
+        return "must be botorch, sobol, random or a plug-in 'package.module:Class'"
+    if names == ("name",):
+        return "must start with a letter or digit and hold only letters, digits, '_', '.' and '-'"
+    if names[:1] == ("parameters",) and names[-1] == "name":
+        return "must be a name of letters, digits and '_', not starting with a digit"
+    return None
+
+
+def _location(parts: tuple[Any, ...]) -> str:
+    kept = [str(part) for part in parts]
+    while kept and (kept[-1] in _UNION_TAGS or "[" in kept[-1]):
+        kept.pop()
+    return ".".join(kept)
+
+
+def _shown(value: Any) -> str:
+    """A rejected input as the user wrote it, shortened."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe_error(error: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    location = _location(error["loc"])
     kind = error["type"]
+    given = error.get("input")
     if kind == "extra_forbidden":
         return f"unknown field {location!r} (misspelt?)"
     if kind == "missing":
         return f"missing required field {location!r}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{location}: {message}"
+    bound = next(iter((error.get("ctx") or {}).values()), None)
+    if kind in _BOUND_WORDS and isinstance(bound, int | float):
+        limit = str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+        return f"{location}: must be {_BOUND_WORDS[kind]} {limit}, got {_shown(given)}"
+    if kind in _TYPE_WORDS:
+        return f"{location}: {_TYPE_WORDS[kind]}, got {_shown(given)}"
+    if kind == "string_pattern_mismatch" and _pattern_words(error["loc"]):
+        return f"{location}: {_pattern_words(error['loc'])}, got {_shown(given)}"
+    if kind == "too_short":
+        least = (error.get("ctx") or {}).get("min_length", 1)
+        return f"{location}: must not be empty" if least == 1 else f"{location}: needs at least {least} items"
+    message = str(error["msg"]).removeprefix("Value error, ").replace("Input should be", "should be")
+    if kind not in ("value_error", "assertion_error") and isinstance(given, str | int | float | bool):
+        message += f", got {_shown(given)}"
+    return f"{location}: {message}" if location else message
+
+
+def _describe_errors(errors: list[dict[str, Any]]) -> str:
+    """Every problem once (a union reports each of its members), at most MAX_PROBLEMS_SHOWN of them."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for error in errors:
+        where = _location(error["loc"])
+        if where in seen:
+            continue
+        seen.add(where)
+        problems.append(_describe_error(error))
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    more = len(problems) - MAX_PROBLEMS_SHOWN
+    return shown + (f"; and {more} more problem{'s' if more > 1 else ''}" if more > 0 else "")
 
 
 def _check_cost(cost: CostSpec, parameters: dict[str, ParameterSpec]) -> None:
@@ -459,27 +616,172 @@ def read_candidates(path: str | Path) -> list[dict[str, float | str]]:
 
 def parse_campaign(data: Any, source: str = "<campaign>") -> CampaignSpec:
     """Validate an already-loaded campaign mapping; raise :class:`CampaignFileError` naming every problem."""
+    if data is None:
+        raise CampaignFileError(f"{source}: the campaign file is empty")
     if not isinstance(data, dict):
         raise CampaignFileError(f"{source}: a campaign file must be a YAML mapping, got {type(data).__name__}")
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(_describe_error(e) for e in error.errors())
-        raise CampaignFileError(f"{source}: {problems}") from None
+        raise CampaignFileError(f"{source}: {_describe_errors(error.errors())}") from None
+    except RecursionError:
+        raise CampaignFileError(f"{source}: nested too deeply to be a campaign") from None
 
 
-def load_campaign(path: str | Path) -> CampaignSpec:
-    """Read and validate a campaign YAML file."""
-    path = Path(path)
+class _DuplicateKeyError(yaml.YAMLError):
+    """A mapping gives one key twice (plain YAML loaders keep the last value silently)."""
+
+
+class _CampaignLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that gives one key twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden: not a repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first_line:
+                    raise _DuplicateKeyError(
+                        f"key {key!r} is given twice (lines {first_line[key]} and {key_node.start_mark.line + 1}); "
+                        "give each key once"
+                    )
+                first_line[key] = key_node.start_mark.line + 1
+            except TypeError:
+                continue  # an unhashable key: the constructor names it
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where it is."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem:
+        mark = error.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        return f"{error.problem}{where}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _read_campaign_text(path: Path) -> str:
+    """The file's text, read with a size limit (a symlink to /dev/zero, a log file by mistake) and as UTF-8."""
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CAMPAIGN_FILE_BYTES + 1)
     except OSError as error:
-        raise CampaignFileError(f"{path}: cannot read campaign file ({error.strerror})") from None
+        raise CampaignFileError(f"{path}: cannot read campaign file ({error.strerror or error})") from None
+    if len(data) > MAX_CAMPAIGN_FILE_BYTES:
+        raise CampaignFileError(
+            f"{path}: too large for a campaign file (more than {MAX_CAMPAIGN_FILE_BYTES // 1_000_000} MB; "
+            "a campaign file is a few kB): is it the right file?"
+        )
     try:
-        data = yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise CampaignFileError(
+            f"{path}: not UTF-8 text: byte 0x{data[error.start]:02x} on line {line}; save the file as UTF-8"
+        ) from None
+
+
+def load_campaign(path: str | Path, *, resources: bool = True) -> CampaignSpec:
+    """Read and validate a campaign YAML file.
+
+    Args:
+        path: the campaign file.
+        resources: also check what the file names outside itself (:func:`check_resources`): CIF files, the
+            planner plug-in, the trained model, key files. An emergency stop needs only the addresses.
+
+    Raises:
+        CampaignFileError: naming the file, the field and the problem.
+    """
+    path = Path(path)
+    text = _read_campaign_text(path)
+    try:
+        data = yaml.load(text, Loader=_CampaignLoader)  # a SafeLoader that refuses repeated keys
     except yaml.YAMLError as error:
-        raise CampaignFileError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise CampaignFileError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise CampaignFileError(f"{path}: not valid YAML: nested too deeply") from None
     planner = data.get("planner") if isinstance(data, dict) else None
     if isinstance(planner, dict) and isinstance(planner.get("candidates"), str):
         planner["candidates"] = str(path.parent / planner["candidates"])  # relative to the campaign file
-    return parse_campaign(data, str(path))
+    spec = parse_campaign(data, str(path))
+    if resources:
+        check_resources(spec, str(path))
+    return spec
+
+
+def check_resources(spec: CampaignSpec, source: str = "<campaign>") -> None:
+    """Check what a valid campaign names outside itself, before any instrument or flow starts: CIF files of
+    reference phases exist and parse, a planner plug-in ``module:Class`` imports, a trained network model exists,
+    CurveZMQ key files exist.
+
+    Raises:
+        CampaignFileError: naming the source, the field and the problem.
+    """
+    for i, phase in enumerate(spec.analysis.xrd.phases):
+        if _is_cif(phase):
+            problem = _cif_problem(Path(phase))
+            if problem:
+                raise CampaignFileError(f"{source}: analysis.xrd.phases.{i}: phase file {phase}: {problem}")
+    name = spec.planner.name
+    if ":" in name:
+        problem = _plugin_problem(name)
+        if problem:
+            raise CampaignFileError(f"{source}: planner.name: planner plug-in {name!r} {problem}")
+    xrd = spec.analysis.xrd
+    if xrd.method == "network" and xrd.model:
+        card = Path(xrd.model)
+        if card.suffix != ".json":
+            import analysis
+
+            card = Path(analysis.__file__).parent / "weights" / f"{xrd.model}.json"  # as analysis.ml.load_ensemble
+        if not card.is_file():
+            shipped = sorted(p.stem for p in card.parent.glob("*.json")) if card.parent.is_dir() else []
+            raise CampaignFileError(
+                f"{source}: analysis.xrd.model: no trained model {xrd.model!r}; shipped: {', '.join(shipped) or '-'}; "
+                "or give a model-card .json path"
+            )
+    keys = [("client_key", spec.client_key)]
+    keys += [(f"instruments.{n}.server_key", i.server_key) for n, i in spec.instruments.items()]
+    for field, key in keys:
+        if key is not None and not Path(key).is_file():
+            raise CampaignFileError(f"{source}: {field}: key file {key}: no such file (make one with `crucible keys`)")
+
+
+def _cif_problem(path: Path) -> str | None:
+    """What is wrong with a reference phase's CIF file, or None."""
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    if path.stat().st_size > MAX_CIF_FILE_BYTES:
+        return f"too large for a CIF file (more than {MAX_CIF_FILE_BYTES // 1_000_000} MB)"
+    from pymatgen.core import Structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pymatgen warns about every oddity of a CIF it still reads
+            structure = Structure.from_file(path)
+    except Exception as error:  # pymatgen raises many kinds for a CIF it cannot read
+        reason = " ".join(str(error).split()) or type(error).__name__
+        return f"cannot be read as a crystal structure ({reason[:200]})"
+    if len(structure) == 0:
+        return "has no atoms"
+    return None
+
+
+def _plugin_problem(name: str) -> str | None:
+    """What is wrong with a planner plug-in ``module:Class``, or None: imported as `agents.planner.make_planner`
+    will import it."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # importing a user's module can raise anything
+        return f"cannot be imported ({type(error).__name__}: {' '.join(str(error).split())})"
+    target = getattr(module, attribute, None)
+    if target is None:
+        return f"cannot be imported (module {module_name!r} has no {attribute!r})"
+    if not callable(target):
+        return f"is not a class (it is a {type(target).__name__})"
+    return None

@@ -8,6 +8,7 @@ starts, so a crash loses at most the step that was under way.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,18 +19,20 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Column, Text, UniqueConstraint, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 __all__ = [
     "AnalysisRecord",
     "CampaignRecord",
+    "InstrumentLeaseRecord",
     "ExperimentRecord",
     "ExperimentStatus",
     "ProposalRecord",
     "ReadingRecord",
     "SampleRecord",
     "Store",
+    "StoreError",
 ]
 
 
@@ -65,6 +68,7 @@ class CampaignRecord(SQLModel, table=True):
     spec_json: str = Field(sa_column=Column(Text, nullable=False))
     status: str = "running"  # running | paused | finished
     budget_experiments: int | None = None  # an operator's new budget; None: the campaign file's
+    paused_reason: str | None = None  # why the campaign paused: an operator, or an instrument that refused it
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -83,6 +87,7 @@ class ExperimentRecord(SQLModel, table=True):
     conditions_json: str = Field(sa_column=Column(Text, nullable=False))
     outcomes_json: str | None = Field(default=None, sa_column=Column(Text))
     failure_reason: str | None = None
+    job_attempt: int | None = None  # > 0 after an emergency stop aborted its job: the next one gets a new job id
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -94,6 +99,15 @@ class ExperimentRecord(SQLModel, table=True):
     def outcomes(self) -> dict[str, dict[str, float]]:
         """``name -> {"value": ..., "std": ...}`` once analysed."""
         return json.loads(self.outcomes_json) if self.outcomes_json else {}
+
+
+class InstrumentLeaseRecord(SQLModel, table=True):
+    """The lease token a campaign holds on one of its instruments, so the same campaign recovers it after a crash."""
+
+    __tablename__ = "instrument_lease"
+    campaign_name: str = Field(primary_key=True)
+    instrument: str = Field(primary_key=True)
+    token: str
 
 
 class ProposalRecord(SQLModel, table=True):
@@ -149,6 +163,105 @@ class AnalysisRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=_now)
 
 
+class StoreError(RuntimeError):
+    """A database Crucible cannot use (not SQLite, truncated or damaged, another application's); the message names
+    the file and the problem."""
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: SQLite files up to this size get SQLite's full consistency check when opened (milliseconds for a campaign's
+#: database); larger ones only the header and size checks.
+_QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL; None for an in-memory database or another database."""
+    if not url.startswith("sqlite:///"):
+        return None
+    name = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if name in ("", ":memory:") or name.startswith("file:") else Path(name)
+
+
+def _check_sqlite_header(path: Path) -> None:
+    """Refuse a file that is not a whole SQLite database: a directory, an empty (0-byte) file, another format, a
+    file shorter than its header says. Read directly, before SQLite opens (and would change) the file."""
+    if path.is_dir():
+        raise StoreError(f"database {path}: a directory, not a SQLite file")
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # a crash left a write-ahead log: SQLite recovers the file from it (and quick_check reads through it)
+    for _ in range(10):  # another process may have just created the file and be writing its first page
+        size = path.stat().st_size
+        if size > 0:
+            break
+        time.sleep(0.1)
+    else:
+        raise StoreError(
+            f"database {path}: the file is empty (0 bytes), not a Crucible database; delete it to start a new one"
+        )
+    for attempt in range(3):
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(100)
+            size = path.stat().st_size
+        except OSError as error:
+            raise StoreError(f"database {path}: cannot read ({error.strerror or error})") from None
+        if not header.startswith(_SQLITE_MAGIC):
+            raise StoreError(f"database {path}: not a SQLite database (the file starts with {header[:16]!r})")
+        if len(header) < 100:
+            raise StoreError(f"database {path}: truncated: {size} bytes, less than a SQLite header")
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        header_size_valid = header[24:28] == header[92:96]  # the in-header size is current (SQLite >= 3.7.0)
+        if not (header_size_valid and size < pages * page_size):
+            return
+        if attempt < 2:
+            time.sleep(0.1)  # a checkpoint of another process may be extending the file right now
+    raise StoreError(f"database {path}: truncated: its header promises {pages * page_size} bytes, the file has {size}")
+
+
+def _check_sqlite_contents(path: Path) -> None:
+    """Refuse a SQLite file that is damaged (SQLite's quick_check) or another application's (tables, but none of
+    Crucible's; or Crucible's table names without their columns). Only reads (SQLite itself may recover the
+    write-ahead log of a campaign killed mid-write)."""
+    try:
+        # not ``mode=ro``: a read-only connection cannot rebuild the write-ahead log's index of a campaign killed
+        # mid-write (or read one another process is writing) and reports such a healthy file as malformed
+        connection = sqlite3.connect(path, timeout=10)
+    except sqlite3.Error:
+        return  # SQLite itself reports why it cannot open the file below
+    try:
+        if path.stat().st_size <= _QUICK_CHECK_MAX_BYTES:
+            report = " ".join(str(row[0]) for row in connection.execute("PRAGMA quick_check(3)"))
+            if report != "ok":
+                found = " ".join(report.replace("*** in database main ***", "").split())
+                raise StoreError(f"database {path}: damaged (SQLite's check finds: {found})")
+        query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        tables = sorted(row[0] for row in connection.execute(query))
+        ours = {table.name: table for table in SQLModel.metadata.sorted_tables}
+        if tables and not set(tables) & set(ours):
+            shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+            raise StoreError(
+                f"database {path}: another application's SQLite database (tables {shown}; none of Crucible's "
+                f"{', '.join(sorted(ours))}); give Crucible its own file"
+            )
+        for name in set(tables) & set(ours):
+            present = {row[1] for row in connection.execute(f'PRAGMA table_info("{name}")')}
+            needed = [c.name for c in ours[name].columns if not c.nullable and c.name not in present]
+            if needed:
+                raise StoreError(
+                    f"database {path}: table {name!r} lacks column(s) {', '.join(needed)}: not Crucible's table, "
+                    "or a damaged database"
+                )
+    except sqlite3.OperationalError:
+        return  # locked by a writer, or a log to recover that a read-only look cannot: SQLite itself decides below
+    except sqlite3.DatabaseError as error:  # "file is not a database", "database disk image is malformed"
+        raise StoreError(f"database {path}: damaged ({error})") from None
+    finally:
+        connection.close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -170,7 +283,10 @@ def _add_missing_columns(engine: Engine) -> None:
             if column.name in present:
                 continue
             if not column.nullable:
-                raise RuntimeError(f"table {table.name!r} lacks column {column.name!r}, which cannot be added")
+                raise StoreError(
+                    f"database {engine.url}: table {table.name!r} lacks column {column.name!r}, which cannot be "
+                    "added: not a Crucible database, or a damaged one"
+                )
             kind = column.type.compile(dialect=engine.dialect)
             try:
                 with engine.begin() as connection:
@@ -183,24 +299,38 @@ class Store:
     """A handle on the campaign database; ``Store("sqlite:///runs/crucible.db")``."""
 
     def __init__(self, url: str) -> None:
+        """Open (or create) the database at ``url``.
+
+        Raises:
+            StoreError: the file is not a SQLite database, is empty (0 bytes) though it existed, is truncated or
+                damaged, or belongs to another application; or the database cannot be used.
+        """
         self.url = url
-        if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_file(url)
+        if path is not None:
+            if path.exists():
+                _check_sqlite_header(path)
+                _check_sqlite_contents(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        for attempt in range(5):
-            try:
-                SQLModel.metadata.create_all(self.engine)
-                break
-            except (OperationalError, ProgrammingError, IntegrityError):
-                # Another process is creating the tables at the same moment (two workers starting on a new
-                # database): wait for its transaction, then check again; its tables will do.
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        _add_missing_columns(self.engine)
+        try:
+            for attempt in range(5):
+                try:
+                    SQLModel.metadata.create_all(self.engine)
+                    break
+                except (OperationalError, ProgrammingError, IntegrityError):
+                    # Another process is creating the tables at the same moment (two workers starting on a new
+                    # database): wait for its transaction, then check again; its tables will do.
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+            _add_missing_columns(self.engine)
+        except DatabaseError as error:
+            self.engine.dispose()
+            raise StoreError(f"database {path or self.engine.url}: cannot be used ({error.orig})") from None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -320,3 +450,21 @@ class Store:
 
     def analysis(self, experiment_id: str) -> AnalysisRecord | None:
         return self._of_experiment(AnalysisRecord, experiment_id)
+
+    # --- instrument leases -----------------------------------------------------------------------------------
+    def lease_tokens(self, campaign_name: str) -> dict[str, str]:
+        """Instrument name -> the lease token campaign ``campaign_name`` last held on it."""
+        with self.session() as session:
+            query = select(InstrumentLeaseRecord).where(InstrumentLeaseRecord.campaign_name == campaign_name)
+            return {r.instrument: r.token for r in session.exec(query)}
+
+    def set_lease_tokens(self, campaign_name: str, tokens: dict[str, str]) -> None:
+        """Replace the campaign's recorded lease tokens (none: it holds no lease)."""
+        with self.session() as session:
+            query = select(InstrumentLeaseRecord).where(InstrumentLeaseRecord.campaign_name == campaign_name)
+            for record in session.exec(query):
+                session.delete(record)
+            session.flush()
+            for instrument, token in tokens.items():
+                session.add(InstrumentLeaseRecord(campaign_name=campaign_name, instrument=instrument, token=token))
+            session.commit()
