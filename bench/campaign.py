@@ -12,7 +12,10 @@ regret after 10/20/40 experiments, the share of proposals the model made, and be
 ask/tell figure on the same problem (``bench/planner.py``'s loop: no lab, no pending points, truth-noise only),
 so the cost of asynchrony and of the real analysis shows.
 
-Simulated lab hours are replayed from the record: each experiment is planned once the results its proposal saw
+With ``--time-factor 0`` (the default, as in the demo) instruments answer at once, so the experiments pending at each
+proposal are few: the in-flight bound is exercised, but not the asynchrony of slow furnaces; a positive time
+factor makes the pending sets those of a real lab (and the run slower). Simulated lab hours are replayed from the
+record: each experiment is planned once the results its proposal saw
 were in (the proposal records which experiments were pending), then waits for its synthesiser and diffractometer,
 which take the durations the simulated instruments reported (anneal ramps and dwell, scan time). Planning and
 analysis count as instant in lab time; their wall time is printed as s/run.
@@ -52,7 +55,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 CHECKPOINTS = (10, 20, 40)
 
 
-def campaign_data(scenario: str, synthesisers: int, method: str, seed: int, budget: int) -> dict[str, Any]:
+def campaign_data(
+    scenario: str, synthesisers: int, method: str, seed: int, budget: int, time_factor: float = 0.0
+) -> dict[str, Any]:
     """The scenario's campaign file with ``synthesisers`` furnaces, ``method`` as planner, on free ports."""
     from tests.conftest import free_tcp_address
 
@@ -61,7 +66,7 @@ def campaign_data(scenario: str, synthesisers: int, method: str, seed: int, budg
     data["seed"] = seed
     data["budget"] = {"experiments": budget, "batch_size": 1}
     data["planner"]["name"] = method
-    data["simulation"].update(seed=seed, time_factor=0.0)
+    data["simulation"].update(seed=seed, time_factor=time_factor)
     furnace = next(v for v in data["instruments"].values() if v["kind"] == "synthesiser")
     others = {k: v for k, v in data["instruments"].items() if v["kind"] != "synthesiser"}
     data["instruments"] = {f"furnace-{i + 1}": dict(furnace) for i in range(synthesisers)} | others
@@ -94,7 +99,9 @@ def lab_hours(experiments: list[Any], proposals: dict[str, Any], store: Any) -> 
     return [done[e.index] / 3600.0 for e in experiments]
 
 
-def run_campaign(scenario: str, synthesisers: int, method: str, seed: int, budget: int) -> dict[str, Any]:
+def run_campaign(
+    scenario: str, synthesisers: int, method: str, seed: int, budget: int, time_factor: float = 0.0
+) -> dict[str, Any]:
     """One whole campaign; its regret curve against truth, lab hours, and what proposed each experiment."""
     import torch
 
@@ -106,7 +113,7 @@ def run_campaign(scenario: str, synthesisers: int, method: str, seed: int, budge
     from orchestrator.spec import parse_campaign
     from orchestrator.store import Store
 
-    spec = parse_campaign(campaign_data(scenario, synthesisers, method, seed, budget))
+    spec = parse_campaign(campaign_data(scenario, synthesisers, method, seed, budget, time_factor))
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         store = Store(f"sqlite:///{directory}/campaign.db")
@@ -166,11 +173,11 @@ def run_ask_tell(scenario: str, seed: int, budget: int) -> dict[str, Any]:
     }
 
 
-def _one(job: tuple[str, int, str, int, int]) -> dict[str, Any]:
-    scenario, synthesisers, method, seed, budget = job
+def _one(job: tuple[str, int, str, int, int, float]) -> dict[str, Any]:
+    scenario, synthesisers, method, seed, budget, time_factor = job
     if method == "ask/tell":
         return run_ask_tell(scenario, seed, budget)
-    return run_campaign(scenario, synthesisers, method, seed, budget)
+    return run_campaign(scenario, synthesisers, method, seed, budget, time_factor)
 
 
 # --- the table ---------------------------------------------------------------------------------------------------
@@ -267,6 +274,14 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--time-factor",
+        type=float,
+        default=0.0,
+        help="the simulated lab's time factor: 0 runs instruments instantly (the demo's setting); e.g. 2e-4 makes "
+        "a 10 h anneal take 7 s, so with several synthesisers the experiments pending at each proposal are those a "
+        "lab of slow furnaces would have",
+    )
     ap.add_argument("--no-ask-tell", action="store_true", help="skip the planner's own ask/tell runs")
     ap.add_argument("--log", default="bench/out/campaign.jsonl", help="each finished run is appended here")
     ap.add_argument("--report", default="", help="print the tables of a --log file, then stop")
@@ -288,9 +303,9 @@ def main() -> None:
         for synthesisers in (int(n) for n in args.synthesisers.split(",")):
             for seed in seeds:
                 for method in args.methods.split(","):
-                    jobs.append((scenario, synthesisers, method, seed, args.budget))
+                    jobs.append((scenario, synthesisers, method, seed, args.budget, args.time_factor))
         if not args.no_ask_tell:
-            jobs += [(scenario, 0, "ask/tell", seed, args.budget) for seed in seeds]
+            jobs += [(scenario, 0, "ask/tell", seed, args.budget, 0.0) for seed in seeds]
     jobs.sort(key=lambda job: (job[1] != 1, job[1]))  # one synthesiser first: the acceptance figure
     print(f"# campaign bench: {len(jobs)} runs, seeds {seeds.start}-{seeds.stop - 1}, budget {args.budget}", flush=True)
     log = Path(args.log)
