@@ -70,7 +70,7 @@ def test_every_proposal_after_the_initial_design_is_made_with_the_results_in(tmp
 
 
 def test_two_synthesisers_keep_two_in_flight_and_pass_the_other_as_pending(tmp_path: Path) -> None:
-    campaign, store = run_campaign(closed_loop_campaign("two", 9, synthesisers=2), tmp_path)
+    campaign, store = run_campaign(closed_loop_campaign("two", 7, synthesisers=2), tmp_path)
     assert campaign.max_in_flight == 2
     assert_closed_loop(campaign, store, max_in_flight=2)
     made_on = {store.sample(e.id).instrument for e in campaign.experiments()}  # type: ignore[union-attr]

@@ -42,7 +42,7 @@ def wait_gone(pids: list[int], timeout_s: float = 15.0) -> None:
 
 
 def campaign_file(tmp_path: Path, name: str) -> Path:
-    data = example_campaign(name=name, budget={"experiments": 6, "batch_size": 1}, planner={"name": "sobol"})
+    data = example_campaign(name=name, budget={"experiments": 3, "batch_size": 1}, planner={"name": "sobol"})
     data["simulation"]["time_factor"] = 3e-4
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
