@@ -55,3 +55,12 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture()
+def prefect_api_env(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``crucible`` subprocesses of the test run their flows against the session's Prefect server (as a lab's CLI
+    would against its own), instead of each starting a temporary one."""
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from orchestrator.campaign import Campaign
@@ -25,6 +26,7 @@ from orchestrator.store import ExperimentStatus, Store
 from tests.conftest import example_campaign
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
 
 
 def crucible(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -60,7 +62,7 @@ def analysed(url: str, name: str) -> int:
 
 def test_cli_pause_budget_resume_and_a_finished_campaign(tmp_path: Path) -> None:
     path = tmp_path / "campaign.yaml"
-    path.write_text(yaml.safe_dump(slow_sobol_campaign("honest", 6)))
+    path.write_text(yaml.safe_dump(slow_sobol_campaign("honest", 4)))
     url = f"sqlite:///{tmp_path / 'runs' / 'crucible.db'}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     run = subprocess.Popen(
@@ -73,7 +75,7 @@ def test_cli_pause_budget_resume_and_a_finished_campaign(tmp_path: Path) -> None
     )
     try:
         wait_until(lambda: analysed(url, "honest") >= 2)
-        raised = crucible("budget", "honest", "7", "--runs-dir", "runs", cwd=tmp_path)
+        raised = crucible("budget", "honest", "5", "--runs-dir", "runs", cwd=tmp_path)
         assert raised.returncode == 0, raised.stderr
         paused = crucible("pause", "honest", "--runs-dir", "runs", cwd=tmp_path)
         assert paused.returncode == 0, paused.stderr
@@ -84,19 +86,19 @@ def test_cli_pause_budget_resume_and_a_finished_campaign(tmp_path: Path) -> None
     assert run.returncode == 0, err
     assert "paused by an operator after" in out and "crucible resume honest" in out, out
     assert "best conditions found" not in out, "a paused campaign is not summarised as if it had finished"
-    assert "/7" in out, "the progress bar's total follows the raised budget"
+    assert "/5" in out, "the progress bar's total follows the raised budget"
 
     status = crucible("status", "--runs-dir", "runs", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    assert "honest: paused" in status.stdout and "of 7 experiments done" in status.stdout, status.stdout
+    assert "honest: paused" in status.stdout and "of 5 experiments done" in status.stdout, status.stdout
 
     resumed = crucible("resume", "honest", "--sim", "--runs-dir", "runs", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "best conditions found" in resumed.stdout and "7/7" in resumed.stdout, resumed.stdout
+    assert "best conditions found" in resumed.stdout and "5/5" in resumed.stdout, resumed.stdout
 
     again = crucible("resume", "honest", "--sim", "--runs-dir", "runs", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "campaign honest is finished: 7 experiments" in again.stdout, again.stdout
+    assert "campaign honest is finished: 5 experiments" in again.stdout, again.stdout
     assert "simulated lab up" not in again.stdout, "no lab is started for a finished campaign"
 
 

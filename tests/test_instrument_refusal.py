@@ -22,6 +22,7 @@ from orchestrator.store import Store
 from tests.conftest import example_campaign
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
 BUDGET = 4
 
 

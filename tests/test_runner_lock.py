@@ -23,6 +23,7 @@ from tests.conftest import example_campaign
 from tests.test_scale_out import POSTGRES, admin_connection
 
 ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
 BUDGET = 4
 
 

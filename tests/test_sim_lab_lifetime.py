@@ -11,13 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from orchestrator.store import Store
 from tests.conftest import example_campaign
 
 ROOT = Path(__file__).parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 
 def children(pid: int) -> list[int]:
@@ -55,7 +60,7 @@ def test_kill_9_of_a_run_takes_its_servers_with_it_and_resume_starts(tmp_path: P
     run = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run", str(path), "--sim", "--runs-dir", "runs"],
         cwd=tmp_path,
-        env=ENV,
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,7 +75,7 @@ def test_kill_9_of_a_run_takes_its_servers_with_it_and_resume_starts(tmp_path: P
             break
         assert time.monotonic() < deadline and run.poll() is None, run.communicate()
         time.sleep(0.2)
-    servers = children(run.pid)
+    servers = [pid for pid in children(run.pid) if "sim_lab.serve" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(servers) == 2, servers
     run.kill()
     run.wait()
@@ -78,7 +83,7 @@ def test_kill_9_of_a_run_takes_its_servers_with_it_and_resume_starts(tmp_path: P
     resumed = subprocess.run(
         [sys.executable, "-m", "flows.cli", "resume", "orphans", "--sim", "--runs-dir", "runs"],
         cwd=tmp_path,
-        env=ENV,
+        env=environment(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -92,7 +97,7 @@ def test_sigterm_to_crucible_sim_stops_its_servers(tmp_path: Path) -> None:
     sim = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "sim", str(path), "--runs-dir", "runs"],
         cwd=tmp_path,
-        env=ENV,
+        env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
