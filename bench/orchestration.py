@@ -43,10 +43,10 @@ class TimedExecutor(ThreadExecutor):
         self.step_s: dict[str, list[float]] = defaultdict(list)
         self.busy_s: dict[str, float] = defaultdict(float)
 
-    def plan(self, campaign: Campaign) -> list[str]:
+    def plan(self, campaign: Campaign, n: int) -> list[str]:
         start = time.perf_counter()
         try:
-            return super().plan(campaign)
+            return super().plan(campaign, n)
         finally:
             self.plan_s += time.perf_counter() - start
 
