@@ -456,8 +456,9 @@ class Campaign:
 
         The job id is derived from the experiment, so a repeated call (a retry, a resumed campaign) is answered by
         the instrument with the job it already knows. Transient errors (timeouts, an unreachable or busy
-        instrument) propagate for the caller's retry policy; a job that failed on the instrument fails the
-        experiment.
+        instrument) propagate for the caller's retry policy; a refusal retrying cannot clear (another's lease, an
+        emergency stop, a job the stop aborted) pauses the campaign and raises :class:`InstrumentRefused`, the
+        experiment left to continue on resume; a job that failed on the instrument fails the experiment.
         """
         spec = self.spec.instruments[instrument]
         job_id = f"{experiment.id}-{job_suffix}" + (f"-{experiment.job_attempt}" if experiment.job_attempt else "")
