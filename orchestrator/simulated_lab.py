@@ -69,11 +69,12 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 
 def _die_with_parent() -> None:
-    """In the forked child: ask Linux to SIGTERM it when the thread that started it exits (``kill -9`` of the
-    campaign included), so a simulated instrument never outlives its lab and holds its port. It only calls into
-    libc (no import, no lock), as code between fork and exec must."""
+    """In the forked child: ask Linux to SIGKILL it when the thread that started it exits (``kill -9`` of the
+    campaign included), so a simulated instrument never outlives its lab and holds its port. SIGKILL, not SIGTERM:
+    a server busy in a job may take long to shut down gracefully, and it has nothing to save (the sample tray is
+    written atomically). It only calls into libc (no import, no lock), as code between fork and exec must."""
     if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class SimulatedLab:
