@@ -465,6 +465,19 @@ def keys(
         console.print(f"{name}: public {public}, secret {secret} (keep the secret file on its own host)")
 
 
+def _addresses(campaign_file: Path | None, all_instruments: bool, address: list[str] | None, verb: str) -> list[str]:
+    """The instrument addresses a `stop` or `reset` acts on: those given, and with --all every one of the file's
+    (read without checking its CIFs or plug-ins, which an emergency must not wait for)."""
+    targets = list(address or [])
+    if campaign_file is not None:
+        if not all_instruments and not targets:
+            raise CampaignError(f"give --all to {verb} every instrument of the campaign file, or --address")
+        targets += [spec.address for spec in load_campaign(campaign_file, resources=False).instruments.values()]
+    if not targets:
+        raise CampaignError(f"nothing to {verb}: give a campaign file with --all, or --address ADDRESS")
+    return targets
+
+
 @app.command()
 @_one_line_errors
 def stop(
@@ -476,13 +489,7 @@ def stop(
     """Emergency stop: halt instruments at once, even those leased by a running campaign."""
     from instruments.emergency import stop_all
 
-    targets = list(address or [])
-    if campaign_file is not None:
-        if not all_instruments and not targets:
-            raise CampaignError("give --all to stop every instrument of the campaign file, or --address")
-        targets += [spec.address for spec in load_campaign(campaign_file, resources=False).instruments.values()]
-    if not targets:
-        raise CampaignError("nothing to stop: give a campaign file with --all, or --address ADDRESS")
+    targets = _addresses(campaign_file, all_instruments, address, "stop")
     results = stop_all(targets, timeout_s=timeout_s)
     for target, error in results.items():
         console.print(f"{target}: {'stopped' if error is None else f'NOT confirmed ({error})'}")
@@ -502,13 +509,7 @@ def reset(
     from instruments.client import InstrumentClient
     from instruments.errors import InstrumentError as WireError
 
-    targets = list(address or [])
-    if campaign_file is not None:
-        if not all_instruments and not targets:
-            raise CampaignError("give --all to reset every instrument of the campaign file, or --address")
-        targets += [spec.address for spec in load_campaign(campaign_file, resources=False).instruments.values()]
-    if not targets:
-        raise CampaignError("nothing to reset: give a campaign file with --all, or --address ADDRESS")
+    targets = _addresses(campaign_file, all_instruments, address, "reset")
     failed = False
     for target in targets:
         try:

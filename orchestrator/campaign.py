@@ -261,15 +261,31 @@ def check_can_open(spec: CampaignSpec, store: Store, *, fresh: bool = False, res
         )
 
 
-def check_instruments_free(spec: CampaignSpec, lab: Lab, store: Store) -> None:
-    """Raise :class:`CampaignError` naming the first instrument leased by someone else (checked before a campaign
-    starts: take every lease for a moment, renewing this campaign's own from before a crash, and give it back)."""
+def lease_instruments(spec: CampaignSpec, lab: Lab, store: Store, duration_s: float) -> None:
+    """Take the lease of every instrument of ``lab`` for ``duration_s`` (its heartbeat renews them), renewing those
+    the campaign held before a crash (their tokens are in the campaign database), and record the tokens.
+
+    Raises:
+        CampaignError: naming the first instrument leased by someone else.
+    """
     try:
-        lab.lease_all(10.0, store.lease_tokens(spec.name))
+        tokens = lab.lease_all(duration_s, store.lease_tokens(spec.name))
     except LeaseError as error:
         raise CampaignError(f"campaign {spec.name!r} cannot start: {error.message}") from None
+    store.set_lease_tokens(spec.name, tokens)
+
+
+def release_instruments(spec: CampaignSpec, lab: Lab, store: Store) -> None:
+    """Give back the leases ``lab`` holds and forget their tokens."""
     lab.release_all()
     store.set_lease_tokens(spec.name, {})
+
+
+def check_instruments_free(spec: CampaignSpec, lab: Lab, store: Store) -> None:
+    """Raise :class:`CampaignError` naming the first instrument leased by someone else (checked before a campaign
+    starts: take every lease for a moment and give it back)."""
+    lease_instruments(spec, lab, store, 10.0)
+    release_instruments(spec, lab, store)
 
 
 class Campaign:
@@ -627,18 +643,12 @@ class Campaign:
         self.record = self.store.update_campaign(self.id, status="paused", paused_reason=reason)
 
     def lease_instruments(self, duration_s: float = 60.0) -> None:
-        """Take the lease of every instrument for as long as the campaign runs (the lab's heartbeat renews it),
-        renewing the leases this campaign held before a crash (their tokens are in the campaign database)."""
-        try:
-            tokens = self.lab.lease_all(duration_s, self.store.lease_tokens(self.spec.name))
-        except LeaseError as error:
-            raise CampaignError(f"campaign {self.spec.name!r} cannot start: {error.message}") from None
-        self.store.set_lease_tokens(self.spec.name, tokens)
+        """Hold every instrument for as long as the campaign runs (see :func:`lease_instruments`)."""
+        lease_instruments(self.spec, self.lab, self.store, duration_s)
 
     def release_instruments(self) -> None:
         """Give back the instruments' leases (on pause and at the end)."""
-        self.lab.release_all()
-        self.store.set_lease_tokens(self.spec.name, {})
+        release_instruments(self.spec, self.lab, self.store)
 
     def set_budget(self, experiments: int) -> None:
         """Change the number of experiments mid-campaign (never below what already exists). Raising the budget of

@@ -8,6 +8,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import math
 import socket
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,3 +67,49 @@ def prefect_api_env(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> N
     from prefect.settings import PREFECT_API_URL
 
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def _cli_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+
+
+def crucible(*args: str, cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the ``crucible`` CLI as a user does, in a process of its own, and wait for it."""
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=cwd,
+        env=_cli_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def start_crucible(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start the ``crucible`` CLI in a process of its own (its output piped), without waiting for it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=cwd,
+        env=_cli_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the machine's PostgreSQL server, dropped after the test."""
+    from tests.test_scale_out import POSTGRES, admin_connection
+
+    name = f"crucible_test_{uuid.uuid4().hex[:8]}"
+    admin = admin_connection()
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

@@ -6,9 +6,6 @@ approval decision reaches the campaign through Prefect's pause/resume input form
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,17 +20,10 @@ from orchestrator.lab import Lab
 from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import parse_campaign
 from orchestrator.store import ExperimentStatus, Store
-from tests.conftest import example_campaign
+from tests.conftest import crucible, example_campaign, start_crucible
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
-
-
-def crucible(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 180.0) -> None:
@@ -64,15 +54,7 @@ def test_cli_pause_budget_resume_and_a_finished_campaign(tmp_path: Path) -> None
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(slow_sobol_campaign("honest", 4)))
     url = f"sqlite:///{tmp_path / 'runs' / 'crucible.db'}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", str(path), "--sim", "--runs-dir", "runs"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_crucible("run", str(path), "--sim", "--runs-dir", "runs", cwd=tmp_path)
     try:
         wait_until(lambda: analysed(url, "honest") >= 2)
         raised = crucible("budget", "honest", "5", "--runs-dir", "runs", cwd=tmp_path)

@@ -5,9 +5,6 @@ during the campaign pauses it with the reason and how to clear it, and fails no 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,18 +16,11 @@ from instruments.errors import LeaseError
 from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import parse_campaign
 from orchestrator.store import Store
-from tests.conftest import example_campaign
+from tests.conftest import crucible, example_campaign, start_crucible
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
 BUDGET = 4
-
-
-def crucible(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def counts(url: str, name: str) -> dict[str, int]:
@@ -62,15 +52,7 @@ def test_leases_refusals_and_an_emergency_stop(tmp_path: Path) -> None:
             assert "someone else" in refused.stderr and "Traceback" not in refused.stderr
             other.release_lease()
 
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-        run = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "run", str(path), "--runs-dir", "runs"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        run = start_crucible("run", str(path), "--runs-dir", "runs", cwd=tmp_path)
         try:
             deadline = time.monotonic() + 180
             while counts(url, "owned").get("analysed", 0) < 1:

@@ -5,12 +5,9 @@ the budget, with no duplicate conditions. A crashed runner's lock does not block
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,24 +16,11 @@ import yaml
 
 from orchestrator.runner_lock import CampaignLocked, RunnerLock, RunnerLockRecord
 from orchestrator.store import Store
-from tests.conftest import example_campaign
-from tests.test_scale_out import POSTGRES, admin_connection
+from tests.conftest import example_campaign, start_crucible
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
 BUDGET = 4
-
-
-@pytest.fixture()
-def postgres_url() -> Iterator[str]:
-    name = f"crucible_lock_{uuid.uuid4().hex[:8]}"
-    admin = admin_connection()
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{POSTGRES.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def two_runners_at_once(tmp_path: Path, url: str) -> None:
@@ -46,12 +30,8 @@ def two_runners_at_once(tmp_path: Path, url: str) -> None:
     data["simulation"]["time_factor"] = 1e-4
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "flows.cli", "run", str(path), "--sim", "--db", url, "--runs-dir", "runs"]
-    runners = [
-        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    command = ["run", str(path), "--sim", "--db", url, "--runs-dir", "runs"]
+    runners = [start_crucible(*command, cwd=tmp_path) for _ in range(2)]
     results = [(r.wait(timeout=300), *r.communicate()) for r in runners]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 1], results

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,14 +14,10 @@ import pytest
 import yaml
 
 from orchestrator.store import Store
-from tests.conftest import example_campaign
+from tests.conftest import crucible, example_campaign, start_crucible
 
 ROOT = Path(__file__).parent.parent
 pytestmark = pytest.mark.usefixtures("prefect_api_env")  # one Prefect server for the CLI runs
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 
 def children(pid: int) -> list[int]:
@@ -57,14 +52,7 @@ def campaign_file(tmp_path: Path, name: str) -> Path:
 def test_kill_9_of_a_run_takes_its_servers_with_it_and_resume_starts(tmp_path: Path) -> None:
     path = campaign_file(tmp_path, "orphans")
     url = f"sqlite:///{tmp_path / 'runs' / 'crucible.db'}"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", str(path), "--sim", "--runs-dir", "runs"],
-        cwd=tmp_path,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_crucible("run", str(path), "--sim", "--runs-dir", "runs", cwd=tmp_path)
     deadline = time.monotonic() + 180
     while True:
         store = Store(url)
@@ -80,28 +68,14 @@ def test_kill_9_of_a_run_takes_its_servers_with_it_and_resume_starts(tmp_path: P
     run.kill()
     run.wait()
     wait_gone(servers)
-    resumed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "resume", "orphans", "--sim", "--runs-dir", "runs"],
-        cwd=tmp_path,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = crucible("resume", "orphans", "--sim", "--runs-dir", "runs", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "best conditions found" in resumed.stdout
 
 
 def test_sigterm_to_crucible_sim_stops_its_servers(tmp_path: Path) -> None:
     path = campaign_file(tmp_path, "served")
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "sim", str(path), "--runs-dir", "runs"],
-        cwd=tmp_path,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    sim = start_crucible("sim", str(path), "--runs-dir", "runs", cwd=tmp_path)
     assert sim.stdout is not None
     pids = []
     for line in sim.stdout:

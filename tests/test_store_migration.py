@@ -4,14 +4,9 @@ and keeps every row it had. On a real SQLite file and on the machine's PostgreSQ
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from orchestrator.store import CampaignRecord, ExperimentRecord, ProposalRecord, Store
-from tests.test_scale_out import POSTGRES, admin_connection
 
 OLD_SCHEMA = [
     "CREATE TABLE campaign (id VARCHAR PRIMARY KEY, name VARCHAR UNIQUE NOT NULL, spec_json TEXT NOT NULL, "
@@ -28,18 +23,6 @@ OLD_SCHEMA = [
     "'2026-11-01 10:00:00', '2026-11-01 10:00:00')",
     "INSERT INTO proposal VALUES ('p1', 'e1', 'sobol', NULL, '{}', '2026-11-01 10:00:00')",
 ]
-
-
-@pytest.fixture()
-def postgres_url() -> Iterator[str]:
-    name = f"crucible_migration_{uuid.uuid4().hex[:8]}"
-    admin = admin_connection()
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{POSTGRES.replace('postgresql://', 'postgresql+psycopg2://')}/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def write_old_database(url: str) -> None:
