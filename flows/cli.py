@@ -174,7 +174,14 @@ def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, r
             progress.update(bar, completed=sum(e.status in ("analysed", "failed") for e in recorded))
 
             def show(event: CampaignEvent) -> None:
-                tag = {"planned": "cyan", "made": "blue", "measured": "magenta", "analysed": "green", "failed": "red"}
+                tag = {
+                    "planned": "cyan",
+                    "made": "blue",
+                    "measured": "magenta",
+                    "analysed": "green",
+                    "failed": "red",
+                    "retried": "yellow",
+                }
                 colour = tag.get(event.kind, "white")
                 line = f"  [{colour}]{event.kind:>9}[/] #{event.experiment_index:03d} {escape(event.message)}"
                 progress.console.print(line, highlight=False)
@@ -465,14 +472,51 @@ def keys(
         console.print(f"{name}: public {public}, secret {secret} (keep the secret file on its own host)")
 
 
-def _addresses(campaign_file: Path | None, all_instruments: bool, address: list[str] | None, verb: str) -> list[str]:
-    """The instrument addresses a `stop` or `reset` acts on: those given, and with --all every one of the file's
-    (read without checking its CIFs or plug-ins, which an emergency must not wait for)."""
-    targets = list(address or [])
+ClientKeyOption = Annotated[
+    Path | None,
+    typer.Option("--client-key", help="This client's CurveZMQ .key_secret file, for a secured --address."),
+]
+ServerKeyOption = Annotated[
+    Path | None, typer.Option("--server-key", help="The secured instrument's public .key file (with --address).")
+]
+
+
+def _targets(
+    campaign_file: Path | None,
+    all_instruments: bool,
+    address: list[str] | None,
+    client_key: Path | None,
+    server_key: Path | None,
+    verb: str,
+) -> dict[str, Any]:
+    """The instruments a `stop` or `reset` acts on, address -> CurveZMQ keys (None: plain): those given with
+    --address (secured with --client-key/--server-key), and with --all every one of the campaign file's, with the
+    keys the file names (read without checking its CIFs or plug-ins, which an emergency must not wait for)."""
+    from instruments.security import ClientSecurity
+
+    def keys(client: str | Path | None, server: str | Path | None, where: str) -> ClientSecurity | None:
+        if client is None and server is None:
+            return None
+        if client is None or server is None:
+            raise CampaignError(f"{where}: give both --client-key and --server-key for a secured instrument")
+        try:
+            return ClientSecurity.from_key_files(client, server)
+        except (OSError, ValueError) as error:
+            raise CampaignError(f"{where}: cannot load CurveZMQ keys: {error}") from None
+
+    targets: dict[str, Any] = {}
+    for target in address or []:
+        targets[target] = keys(client_key, server_key, target)
     if campaign_file is not None:
         if not all_instruments and not targets:
             raise CampaignError(f"give --all to {verb} every instrument of the campaign file, or --address")
-        targets += [spec.address for spec in load_campaign(campaign_file, resources=False).instruments.values()]
+        spec = load_campaign(campaign_file, resources=False)
+        for name, instrument in spec.instruments.items():
+            client = spec.client_key if instrument.server_key is not None else None
+            targets[instrument.address] = keys(client, instrument.server_key, f"instrument {name!r}")
+    elif client_key is not None or server_key is not None:
+        if not address:
+            raise CampaignError("--client-key and --server-key go with --address")
     if not targets:
         raise CampaignError(f"nothing to {verb}: give a campaign file with --all, or --address ADDRESS")
     return targets
@@ -484,13 +528,15 @@ def stop(
     campaign_file: Annotated[Path | None, typer.Argument(help="Campaign file whose instruments to stop.")] = None,
     all_instruments: Annotated[bool, typer.Option("--all", help="Stop every instrument of the campaign file.")] = False,
     address: Annotated[list[str] | None, typer.Option("--address", help="An instrument address (repeatable).")] = None,
+    client_key: ClientKeyOption = None,
+    server_key: ServerKeyOption = None,
     timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each instrument.")] = 2.0,
 ) -> None:
     """Emergency stop: halt instruments at once, even those leased by a running campaign."""
     from instruments.emergency import stop_all
 
-    targets = _addresses(campaign_file, all_instruments, address, "stop")
-    results = stop_all(targets, timeout_s=timeout_s)
+    targets = _targets(campaign_file, all_instruments, address, client_key, server_key, "stop")
+    results = stop_all(list(targets), timeout_s=timeout_s, security=targets)
     for target, error in results.items():
         console.print(f"{target}: {'stopped' if error is None else f'NOT confirmed ({error})'}")
     if any(error is not None for error in results.values()):
@@ -503,17 +549,19 @@ def reset(
     campaign_file: Annotated[Path | None, typer.Argument(help="Campaign file whose instruments to reset.")] = None,
     all_instruments: Annotated[bool, typer.Option("--all", help="Reset every instrument of the file.")] = False,
     address: Annotated[list[str] | None, typer.Option("--address", help="An instrument address (repeatable).")] = None,
+    client_key: ClientKeyOption = None,
+    server_key: ServerKeyOption = None,
     timeout_s: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each instrument.")] = 2.0,
 ) -> None:
     """Clear an emergency stop, so the instruments accept jobs again (`crucible resume` then continues)."""
     from instruments.client import InstrumentClient
     from instruments.errors import InstrumentError as WireError
 
-    targets = _addresses(campaign_file, all_instruments, address, "reset")
+    targets = _targets(campaign_file, all_instruments, address, client_key, server_key, "reset")
     failed = False
-    for target in targets:
+    for target, security in targets.items():
         try:
-            with InstrumentClient(target, timeout_s=timeout_s, retries=0) as client:
+            with InstrumentClient(target, timeout_s=timeout_s, retries=0, security=security) as client:
                 client.reset()
             console.print(f"{target}: reset")
         except (WireError, ValueError) as error:

@@ -228,6 +228,7 @@ def experiment_flow(campaign_name: str, experiment_id: str, database_url: str) -
         spec = parse_campaign(json.loads(record.spec_json), f"campaign {campaign_name!r} in {database_url}")
         where = {"host": socket.gethostname(), "pid": os.getpid(), "worker": os.environ.get("PREFECT__WORKER_NAME")}
         with Lab.from_spec(spec) as lab:
+            lab.use_leases(store.lease_tokens(spec.name))  # the coordinator holds the instruments and renews them
             # The constructor, not Campaign.open(resume=True): reopening must not set a paused campaign running.
             campaign = Campaign(spec, store, lab, record)
             experiment = store.experiment(experiment_id)
@@ -272,7 +273,8 @@ def distributed_campaign_flow(
     campaign_spec = parse_campaign(spec, campaign_name)
     store = Store(database_url)
     ensure_instrument_limits(campaign_spec)
-    with RunnerLock(store, campaign_spec.name), Lab.from_spec(campaign_spec) as lab:
+    holder = f"crucible campaign {campaign_spec.name} (coordinator {socket.gethostname()}:{os.getpid()})"
+    with RunnerLock(store, campaign_spec.name), Lab.from_spec(campaign_spec, holder, heartbeat_s=2.0) as lab:
         lab.check()
         existing = store.campaign_by_name(campaign_spec.name)
         same = existing is not None and same_spec(existing.spec_json, campaign_spec)
@@ -296,55 +298,59 @@ def distributed_campaign_flow(
                 timeout=0,
             )
 
-        with get_client(sync_client=True) as client:
-            while True:
-                campaign.refresh()  # an operator may have paused the campaign or changed its budget
-                waiting = [e for e in campaign.unfinished() if e.id not in in_flight]
-                awaiting_approval = any(not e.approved for e in waiting)
-                ready = [e for e in waiting if e.approved]
-                while not campaign.paused and len(in_flight) < parallel:
-                    if ready:
-                        dispatch(ready.pop(0))
-                        continue
-                    if awaiting_approval or campaign.planning_room() <= 0:  # budget spent, or the loop's bound
-                        break
-                    label = f"{campaign_spec.name}-{len(campaign.experiments()):03d}"
-                    planned = plan_task.with_options(task_run_name=f"plan-{label}")(campaign, 1)
-                    if not planned:
-                        break
-                    for experiment_id in planned:
-                        record = store.experiment(experiment_id)
-                        if record.approved:
-                            ready.append(record)
+        campaign.lease_instruments()  # held (and renewed) by the coordinator; workers run jobs under its tokens
+        try:
+            with get_client(sync_client=True) as client:
+                while True:
+                    campaign.refresh()  # an operator may have paused the campaign or changed its budget
+                    waiting = [e for e in campaign.unfinished() if e.id not in in_flight]
+                    awaiting_approval = any(not e.approved for e in waiting)
+                    ready = [e for e in waiting if e.approved]
+                    while not campaign.paused and len(in_flight) < parallel:
+                        if ready:
+                            dispatch(ready.pop(0))
+                            continue
+                        if awaiting_approval or campaign.planning_room() <= 0:  # budget spent, or the loop's bound
+                            break
+                        label = f"{campaign_spec.name}-{len(campaign.experiments()):03d}"
+                        planned = plan_task.with_options(task_run_name=f"plan-{label}")(campaign, 1)
+                        if not planned:
+                            break
+                        for experiment_id in planned:
+                            record = store.experiment(experiment_id)
+                            if record.approved:
+                                ready.append(record)
+                            else:
+                                awaiting_approval = True
+                    if not in_flight and not (awaiting_approval and not campaign.paused):
+                        break  # budget spent (or paused) and nothing under way
+                    time.sleep(poll_interval_s)
+                    for experiment_id, run in list(in_flight.items()):
+                        state = client.read_flow_run(run.id).state
+                        if state is None or not state.is_final():
+                            continue
+                        del in_flight[experiment_id]
+                        experiment = store.experiment(experiment_id)
+                        if experiment.status in ExperimentStatus.TERMINAL:
+                            continue
+                        attempts[experiment_id] += 1
+                        if attempts[experiment_id] < max_attempts:
+                            logger.warning(
+                                "experiment %s-%03d: flow run %s ended %s at %s; dispatching it again",
+                                campaign_name,
+                                experiment.index,
+                                run.name,
+                                state.type.value,
+                                experiment.status,
+                            )
                         else:
-                            awaiting_approval = True
-                if not in_flight and not (awaiting_approval and not campaign.paused):
-                    break  # budget spent (or paused) and nothing under way
-                time.sleep(poll_interval_s)
-                for experiment_id, run in list(in_flight.items()):
-                    state = client.read_flow_run(run.id).state
-                    if state is None or not state.is_final():
-                        continue
-                    del in_flight[experiment_id]
-                    experiment = store.experiment(experiment_id)
-                    if experiment.status in ExperimentStatus.TERMINAL:
-                        continue
-                    attempts[experiment_id] += 1
-                    if attempts[experiment_id] < max_attempts:
-                        logger.warning(
-                            "experiment %s-%03d: flow run %s ended %s at %s; dispatching it again",
-                            campaign_name,
-                            experiment.index,
-                            run.name,
-                            state.type.value,
-                            experiment.status,
-                        )
-                    else:
-                        campaign.fail(
-                            experiment_id,
-                            f"its flow run {run.name} ended {state.type.value} at "
-                            f"{experiment.status}, {attempts[experiment_id]} times",
-                        )
+                            campaign.fail(
+                                experiment_id,
+                                f"its flow run {run.name} ended {state.type.value} at "
+                                f"{experiment.status}, {attempts[experiment_id]} times",
+                            )
+        finally:
+            campaign.release_instruments()
         campaign.finish()
         _publish_artifacts(campaign)
         summary = campaign.summary()

@@ -14,6 +14,7 @@ from instruments.errors import (
     InstrumentUnreachable,
     JobAborted,
     JobFailed,
+    JobInterrupted,
     LeaseError,
     ProtocolError,
     RemoteError,
@@ -91,5 +92,6 @@ __all__ = [
     "LeaseError",
     "Unauthorized",
     "JobFailed",
+    "JobInterrupted",
     "JobAborted",
 ]

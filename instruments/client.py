@@ -28,6 +28,7 @@ from instruments.errors import (
     InstrumentUnreachable,
     JobAborted,
     JobFailed,
+    JobInterrupted,
     remote_error,
 )
 from instruments.protocol import DEFAULT_MAX_MESSAGE_BYTES, Request
@@ -179,6 +180,7 @@ class InstrumentClient:
 
         Raises:
             JobFailed: the driver raised, or the server does not know the job.
+            JobInterrupted: the server restarted while the job ran (a ``JobFailed``).
             JobAborted: the job was aborted or emergency-stopped.
             InstrumentTimeout: the job did not end within ``timeout_s``, or the server stopped answering.
             InstrumentUnreachable: the heartbeat counts the server as dead.
@@ -192,6 +194,8 @@ class InstrumentClient:
                 return dict(snapshot["result"] or {})
             if state == "failed":
                 raise JobFailed(job_id, snapshot.get("error") or "no reason given")
+            if state == "interrupted":
+                raise JobInterrupted(job_id, snapshot.get("error") or "interrupted by a restart")
             if state == "aborted":
                 raise JobAborted(job_id, snapshot.get("error") or "aborted")
             if state == "unknown":
@@ -253,6 +257,12 @@ class InstrumentClient:
         self._lease_duration_s = float(duration_s)
         self._lease_renew_at = time.monotonic() + duration_s / 2
         return result
+
+    def use_lease(self, token: str | None) -> None:
+        """Send ``token`` with controlling commands: a lease another client holds and renews (the coordinator of a
+        distributed campaign, whose workers run its jobs). This client neither renews nor releases it."""
+        self._lease_token = token
+        self._lease_duration_s = 0.0
 
     def release_lease(self) -> bool:
         """Give the lease back; True if a live lease was released."""
@@ -342,8 +352,8 @@ class InstrumentClient:
 
     def _renew_lease(self, channel: Channel, timeout_s: float) -> None:
         token = self._lease_token
-        if token is None or time.monotonic() < self._lease_renew_at:
-            return
+        if token is None or self._lease_duration_s <= 0 or time.monotonic() < self._lease_renew_at:
+            return  # no lease, or one another client renews (use_lease)
         params = {"holder": self.holder, "duration_s": self._lease_duration_s, "token": token}
         reply = channel.exchange(Request("acquire_lease", params), timeout_s)
         if reply.ok:

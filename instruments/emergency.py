@@ -7,7 +7,7 @@ stopped on its own thread, so one dead address does not delay the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +24,7 @@ def stop_all(
     addresses: Iterable[str],
     *,
     timeout_s: float = 2.0,
-    security: ClientSecurity | None = None,
+    security: ClientSecurity | Mapping[str, ClientSecurity | None] | None = None,
     allow_insecure: bool = False,
 ) -> dict[str, InstrumentError | None]:
     """Emergency-stop every instrument in ``addresses`` concurrently.
@@ -33,7 +33,8 @@ def stop_all(
         addresses: the instruments' request endpoints.
         timeout_s: how long each stop may wait for its reply, per attempt, in seconds (``stop`` is retried
             twice, so the call ends within about ``3 * timeout_s``).
-        security: CurveZMQ keys of a client allowed to send ``stop``.
+        security: CurveZMQ keys of a client allowed to send ``stop``: one set for every address, or a mapping
+            address -> keys (None: plain), as each instrument has its own server key.
         allow_insecure: talk unencrypted to non-loopback addresses.
 
     Returns:
@@ -44,9 +45,10 @@ def stop_all(
         return {}
 
     def stop_one(address: str) -> InstrumentError | None:
+        keys = security.get(address) if isinstance(security, Mapping) else security
         try:
             with InstrumentClient(
-                address, timeout_s=timeout_s, security=security, allow_insecure=allow_insecure
+                address, timeout_s=timeout_s, security=keys, allow_insecure=allow_insecure
             ) as client:
                 client.stop()
             return None

@@ -13,6 +13,7 @@ cause. Leaves also inherit the builtin that fits, so ``except TimeoutError`` kee
     │   ├── LeaseError(RemoteError)                            lease missing, held by another or expired
     │   └── Unauthorized(RemoteError, PermissionError)         command not on this client's allow-list
     ├── JobFailed(InstrumentError)                             the driver raised during a run
+    │   └── JobInterrupted                                     the server restarted while the job ran
     └── JobAborted(InstrumentError)                            the run was aborted or emergency-stopped
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "LeaseError",
     "Unauthorized",
     "JobFailed",
+    "JobInterrupted",
     "JobAborted",
     "remote_error",
 ]
@@ -99,6 +101,11 @@ class JobFailed(InstrumentError):
         super().__init__(f"job {job_id!r} failed: {message}")
         self.job_id = job_id
         self.message = message
+
+
+class JobInterrupted(JobFailed):
+    """The instrument's server restarted while the job ran, so it did not finish (state ``"interrupted"``); the
+    server will never run it again under this id. A client may run the step again under a new job id."""
 
 
 class JobAborted(InstrumentError):

@@ -21,6 +21,10 @@ Commands and their params (see ``instruments.server`` for results): ``ping {}``,
 ``stop {}``, ``reset {"lease"?}``, ``shutdown {"lease"?}``, ``acquire_lease {"holder", "duration_s",
 "token"?}``, ``release_lease {"token"}``.
 
+Limits: ``id`` at most ``MAX_ID_CHARS`` = 128 characters, ``command`` ``MAX_COMMAND_CHARS`` = 64, every string
+param (``job_id``, ``lease``, ``holder``, ``token``) ``instruments.service.MAX_FIELD_CHARS`` = 200; a longer one is a
+``bad_params`` (or ``protocol``) error reply.
+
 Error types: ``protocol``, ``unknown_command``, ``bad_params``, ``busy``, ``stopped``, ``conflict``,
 ``lease``, ``unauthorized``, ``driver_error``, ``internal``.
 """

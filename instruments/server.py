@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -59,6 +60,8 @@ class InstrumentServer:
         max_message_bytes: the largest request answered; larger ones get a ``protocol`` error reply, and
             frames beyond ``max_message_bytes + 1 MiB`` make ZeroMQ drop the sending connection.
         context: the ZeroMQ context (default: a private one, terminated by ``close``).
+        journal: a SQLite file where the server keeps its job history, so that after a restart it still answers
+            for the jobs it ran and reports a job the restart interrupted as failed (None: in memory).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class InstrumentServer:
         history: int = 1000,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         context: zmq.Context[Any] | None = None,
+        journal: str | Path | None = None,
     ) -> None:
         if security is None:
             check_plain_allowed(address, allow_insecure, "server")
@@ -99,6 +103,7 @@ class InstrumentServer:
             history=history,
             max_message_bytes=max_message_bytes,
             on_event=self._publish if events_address is not None else None,
+            journal=journal,
         )
         try:
             if security is not None:

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from instruments.drivers import Driver
@@ -43,7 +44,7 @@ from instruments.protocol import (
     encode_reply,
 )
 
-__all__ = ["InstrumentService", "COMMANDS", "READ_ONLY_COMMANDS", "EventSink"]
+__all__ = ["InstrumentService", "COMMANDS", "READ_ONLY_COMMANDS", "EventSink", "MAX_FIELD_CHARS"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ READ_ONLY_COMMANDS = frozenset({"ping", "describe", "status", "job"})
 COMMANDS = READ_ONLY_COMMANDS | frozenset(
     {"run", "abort", "stop", "reset", "shutdown", "acquire_lease", "release_lease"}
 )
+
+
+MAX_FIELD_CHARS = 200
+"""The longest string param of any command (``job_id``, ``lease``, ``holder``, ``token``), in characters."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,10 @@ def _params(command: str, params: dict[str, Any], spec: dict[str, _Param]) -> di
             raise Refused("bad_params", f"{command!r} param {name!r} must be {names}, got {got}")
         if isinstance(value, str) and not value:
             raise Refused("bad_params", f"{command!r} param {name!r} must not be empty")
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            raise Refused(
+                "bad_params", f"{command!r} param {name!r} has {len(value)} characters; at most {MAX_FIELD_CHARS}"
+            )
     return params
 
 
@@ -105,7 +114,6 @@ _SPECS: dict[str, dict[str, _Param]] = {
     },
     "release_lease": {"token": _Param(str)},
 }
-_MAX_JOB_ID_CHARS = 200
 
 
 class InstrumentService:
@@ -120,6 +128,8 @@ class InstrumentService:
         history: how many jobs are remembered for idempotent resubmission and ``job`` queries.
         max_message_bytes: the largest request or reply frame, in bytes.
         on_event: receives every event (see ``EventSink``), from any thread; must not block.
+        journal: a SQLite file keeping the job history across restarts (see ``instruments.jobs``); None keeps
+            it in memory.
     """
 
     def __init__(
@@ -131,6 +141,7 @@ class InstrumentService:
         history: int = 1000,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         on_event: EventSink | None = None,
+        journal: str | Path | None = None,
     ) -> None:
         self.driver = driver
         self.name = name or _driver_name(driver)
@@ -140,7 +151,7 @@ class InstrumentService:
         self._stopped = False
         self._state_lock = threading.Lock()
         self._last_state = "idle"
-        self._jobs = JobTable(driver, history=history, on_change=self._job_changed)
+        self._jobs = JobTable(driver, history=history, on_change=self._job_changed, journal=journal)
         self.leases = LeaseKeeper(required=require_lease)
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": self._ping,
@@ -205,7 +216,8 @@ class InstrumentService:
     def close(self, timeout_s: float = 2.0) -> None:
         """Abort any running job and wait up to ``timeout_s`` seconds for its worker to end."""
         self._jobs.abort()
-        self._jobs.join(timeout_s)
+        if self._jobs.join(timeout_s):
+            self._jobs.close()
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -232,8 +244,6 @@ class InstrumentService:
 
     def _run(self, params: dict[str, Any]) -> dict[str, Any]:
         job_id = params["job_id"]
-        if len(job_id) > _MAX_JOB_ID_CHARS:
-            raise Refused("bad_params", f"job_id must have at most {_MAX_JOB_ID_CHARS} characters")
         self.leases.check(params.get("lease"), "run")
         refuse = "emergency stop in force; send 'reset' first" if self._stopped else None
         return self._jobs.submit(job_id, params["params"], refuse_new=refuse)

@@ -46,6 +46,7 @@ from instruments.errors import (
     InstrumentTimeout,
     InstrumentUnreachable,
     JobAborted,
+    JobInterrupted,
     LeaseError,
     Unauthorized,
 )
@@ -87,6 +88,9 @@ class InstrumentRefused(CampaignError):
     not allowed): the campaign has paused with the reason, and no experiment failed for it."""
 
 
+#: How many times a step runs when a restart of the instrument's server interrupts it.
+MAX_JOB_ATTEMPTS = 3
+
 #: Refusals that retrying does not clear: they pause the campaign instead of failing experiments.
 REFUSALS: tuple[type[InstrumentError], ...] = (LeaseError, InstrumentStopped, Unauthorized)
 
@@ -95,7 +99,7 @@ REFUSALS: tuple[type[InstrumentError], ...] = (LeaseError, InstrumentStopped, Un
 class CampaignEvent:
     """A step finished: what the campaign tells whoever watches (progress bars, the Prefect UI)."""
 
-    kind: str  # "planned" | "made" | "measured" | "analysed" | "failed" | "rejected"
+    kind: str  # "planned" | "made" | "measured" | "analysed" | "failed" | "rejected" | "retried"
     experiment_index: int
     experiment_id: str
     message: str = ""
@@ -474,28 +478,41 @@ class Campaign:
         the instrument with the job it already knows. Transient errors (timeouts, an unreachable or busy
         instrument) propagate for the caller's retry policy; a refusal retrying cannot clear (another's lease, an
         emergency stop, a job the stop aborted) pauses the campaign and raises :class:`InstrumentRefused`, the
-        experiment left to continue on resume; a job that failed on the instrument fails the experiment.
+        experiment left to continue on resume; a job a restart of the instrument's server interrupted runs again
+        under a new job id (at most ``MAX_JOB_ATTEMPTS`` in all); a job that failed on the instrument fails the
+        experiment.
         """
         spec = self.spec.instruments[instrument]
-        job_id = f"{experiment.id}-{job_suffix}" + (f"-{experiment.job_attempt}" if experiment.job_attempt else "")
         self.store.update_experiment(experiment.id, status=step, instrument=instrument)
-        try:
-            result = self.lab.client(instrument).run(params, job_id=job_id, timeout_s=spec.run_timeout_s)
-        except TRANSIENT_ERRORS:
-            raise
-        except REFUSALS as error:
-            self._refused(experiment, instrument, error)
-        except JobAborted as error:
-            if not self._emergency_stopped(instrument):
+        while True:
+            job_id = f"{experiment.id}-{job_suffix}" + (f"-{experiment.job_attempt}" if experiment.job_attempt else "")
+            try:
+                result = self.lab.client(instrument).run(params, job_id=job_id, timeout_s=spec.run_timeout_s)
+            except TRANSIENT_ERRORS:
+                raise
+            except REFUSALS as error:
+                self._refused(experiment, instrument, error)
+            except JobInterrupted as error:
+                # the instrument's server restarted mid-job (a crash, a power cut): the job never finished and
+                # will never run again under its id; the step runs again under a new one, a bounded number of times
+                attempt = (experiment.job_attempt or 0) + 1
+                if attempt >= MAX_JOB_ATTEMPTS:
+                    self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error} ({attempt} attempts)")
+                    raise
+                experiment = self.store.update_experiment(experiment.id, job_attempt=attempt)
+                self._emit("retried", experiment, f"{job_suffix} on {instrument} interrupted; attempt {attempt + 1}")
+                continue
+            except JobAborted as error:
+                if not self._emergency_stopped(instrument):
+                    self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error}")
+                    raise
+                # the stop ruined this job: it runs again, under a new job id, once the stop is reset and resumed
+                self.store.update_experiment(experiment.id, job_attempt=(experiment.job_attempt or 0) + 1)
+                self._refused(experiment, instrument, error)
+            except InstrumentError as error:
                 self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error}")
                 raise
-            # the stop ruined this job: it runs again, under a new job id, once the stop is reset and resumed
-            self.store.update_experiment(experiment.id, job_attempt=(experiment.job_attempt or 0) + 1)
-            self._refused(experiment, instrument, error)
-        except InstrumentError as error:
-            self.fail(experiment.id, f"{job_suffix} on {instrument} failed: {error}")
-            raise
-        return job_id, result
+            return job_id, result
 
     def _emergency_stopped(self, instrument: str) -> bool:
         try:

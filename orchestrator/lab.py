@@ -98,6 +98,13 @@ class Lab:
                 ) from None
         return held
 
+    def use_leases(self, tokens: dict[str, str]) -> None:
+        """Work under leases another process holds and renews (``tokens``: instrument name -> lease token), as a
+        distributed campaign's workers do under its coordinator's leases."""
+        for name, token in tokens.items():
+            if name in self.instruments:
+                self.client(name).use_lease(token)
+
     def release_all(self) -> None:
         """Give back every lease this lab holds (an instrument that does not answer keeps it until it expires)."""
         for client in self._clients.values():

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from orchestrator.spec import CampaignSpec, InstrumentSpec
 
@@ -126,34 +127,56 @@ class SimulatedLab:
         client_public = self.spec.client_key.removesuffix("_secret")
         return ["--secret-key", instrument.server_key + "_secret", "--controller-key", client_public]
 
+    def log_path(self, instrument: str) -> Path:
+        """The file where ``instrument``'s server appends its log (one line per job start and end)."""
+        return self.tray_dir / "logs" / f"{quote(instrument, safe='')}.log"
+
     def start(self) -> SimulatedLab:
         self.tray_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
-        for name in self.spec.instruments:
-            self.processes[name] = self._launch(name)
+        launched = {name: self._spawn(name) for name in self.spec.instruments}  # all start importing at once
+        for name, process in launched.items():
+            self.processes[name] = process
+        for name, process in launched.items():
+            self._await_serving(name, process)
         self._watchdog = threading.Thread(target=self._watch, name="sim-lab-watchdog", daemon=True)
         self._watchdog.start()
         return self
 
-    def _launch(self, name: str) -> subprocess.Popen[str]:
-        """Start one instrument server and wait until it says it is serving."""
-        process = subprocess.Popen(
-            self.command(name),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_die_with_parent,
-        )
-        assert process.stdout is not None and process.stderr is not None
+    def _spawn(self, name: str) -> subprocess.Popen[str]:
+        log = self.log_path(name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as stderr:  # the child keeps its own descriptor
+            return subprocess.Popen(
+                [*self.command(name), "--log-file", str(log)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    def _await_serving(self, name: str, process: subprocess.Popen[str]) -> None:
+        """Wait until the server says it is serving; else stop the lab and say why it did not start."""
+        assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], self.startup_timeout_s)
         line = process.stdout.readline() if ready else ""  # "serving <kind> at <address>" once bound
-        if not line.startswith("serving"):
-            if process.poll() is None:
-                process.kill()
-            error = process.stderr.read().strip().splitlines()
-            self.stop()
-            reason = error[-1] if error else f"no answer within {self.startup_timeout_s:g} s"
-            raise SimulatedLabError(f"simulated instrument {name!r} did not start: {reason}")
+        if line.startswith("serving"):
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        self.stop()
+        lines = [
+            line for line in self.log_path(name).read_text(encoding="utf-8", errors="replace").splitlines()
+            if line.strip()
+        ]
+        reason = lines[-1] if lines else f"no answer within {self.startup_timeout_s:g} s"
+        raise SimulatedLabError(f"simulated instrument {name!r} did not start: {reason} (log: {self.log_path(name)})")
+
+    def _launch(self, name: str) -> subprocess.Popen[str]:
+        """Start one instrument server and wait until it says it is serving."""
+        process = self._spawn(name)
+        self._await_serving(name, process)
         return process
 
     def _watch(self) -> None:

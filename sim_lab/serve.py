@@ -1,13 +1,16 @@
 """Serve one simulated instrument over the lab's ZeroMQ protocol: ``python -m sim_lab.serve --instrument``.
 
 Prints ``serving <kind> at <address>`` (the bound address, with the real port) once the socket is bound, then
-serves until SIGTERM, SIGINT or a ``shutdown`` command.
+serves until SIGTERM, SIGINT or a ``shutdown`` command. The server keeps its job history in
+``<tray>/jobs/<name>.sqlite`` (``--journal``), so a restarted server answers for the jobs it ran, and logs every
+job start and end to ``--log-file`` (default: stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -67,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--controller-key", action="append", default=[], help="a client .key file that may control")
     parser.add_argument("--viewer-key", action="append", default=[], help="a client .key file that may only read")
     parser.add_argument(
+        "--journal", default=None, help="SQLite file of the job history (default: <tray>/jobs/<name>.sqlite)"
+    )
+    parser.add_argument("--log-file", default=None, help="append the server's log here (default: stderr)")
+    parser.add_argument(
         "--faults",
         default=None,
         help="JSON object of fault settings, e.g. '{\"error_probability\": 0.1}' (see sim_lab.faults.FaultConfig)",
@@ -76,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        filename=args.log_file,
+        format="%(asctime)s pid=%(process)d %(name)s %(levelname)s %(message)s",
+    )
     driver = build_driver(args.instrument, args.scenario, args.tray, args.seed, args.time_factor, args.name)
     if args.faults:
         config = FaultConfig.from_mapping(json.loads(args.faults))
@@ -88,8 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         security = ServerSecurity.from_key_files(
             args.secret_key, controllers=args.controller_key, viewers=args.viewer_key
         )
+    name = args.name or f"sim-{args.instrument}"
+    journal = args.journal or Path(args.tray) / "jobs" / f"{quote(name, safe='')}.sqlite"
     server = InstrumentServer(
-        driver, args.address, name=args.name, events_address=args.events_address, security=security
+        driver, args.address, name=args.name, events_address=args.events_address, security=security, journal=journal
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

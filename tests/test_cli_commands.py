@@ -44,6 +44,35 @@ def test_stop_all_halts_every_instrument_of_the_lab(tmp_path: Path) -> None:
         holder.close()
 
 
+def test_stop_and_reset_reach_instruments_secured_with_curvezmq(tmp_path: Path) -> None:
+    from instruments.keys import generate_keypair
+
+    keys = tmp_path / "keys"
+    for name in ("orchestrator", "furnace", "xrd"):
+        generate_keypair(keys, name)
+    data = example_campaign(name="secured", client_key=str(keys / "orchestrator.key_secret"))
+    for name, instrument in data["instruments"].items():
+        instrument["server_key"] = str(keys / f"{name}.key")
+    path = tmp_path / "secured.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = parse_campaign(data)
+    xrd = spec.instruments["xrd"].address
+    with SimulatedLab(spec, tmp_path / "tray"):
+        plain = crucible("stop", "--address", xrd, "--timeout", "0.5", cwd=tmp_path)
+        assert plain.returncode == 2 and "NOT confirmed" in plain.stdout  # no keys: the server never answers
+        result = crucible("stop", str(path), "--all", cwd=tmp_path)  # the keys the campaign file names
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count(": stopped") == 2
+        one = crucible(
+            "reset", "--address", xrd, "--client-key", str(keys / "orchestrator.key_secret"),
+            "--server-key", str(keys / "xrd.key"), cwd=tmp_path,
+        )
+        assert one.returncode == 0 and f"{xrd}: reset" in one.stdout, one.stdout + one.stderr
+        half = crucible("reset", "--address", xrd, "--server-key", str(keys / "xrd.key"), cwd=tmp_path)
+        assert half.returncode == 1 and "give both --client-key and --server-key" in half.stderr
+        assert "Traceback" not in half.stderr
+
+
 def test_stop_needs_all_or_an_address(tmp_path: Path) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text(yaml.safe_dump(example_campaign()))

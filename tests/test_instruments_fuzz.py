@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from instruments import DIFFRACTOMETER, InstrumentBusy, InstrumentClient, InstrumentServer, JobContext
+from tests.conftest import free_tcp_address
 
 N_MESSAGES = 10_000
 BATCH = 200
@@ -120,3 +124,99 @@ def test_fuzzed_server_keeps_serving_a_valid_client() -> None:
         assert not failures, failures[0]
         assert replies == N_MESSAGES
         assert len(served) >= 5, f"valid client served only {len(served)} times in {elapsed:.1f} s"
+
+
+# -- bounded memory: a real server process under oversized requests -----------------------------------------------
+
+MEMORY_MESSAGES = 20_000
+RSS_ALLOWANCE_BYTES = 50 * 1024 * 1024
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def _request(command: str, params: dict[str, Any], request_id: str = "m") -> bytes:
+    return json.dumps({"v": 1, "id": request_id, "command": command, "params": params}).encode()
+
+
+def _oversized(rng: random.Random, i: int, big_params: str, huge_frame: bytes) -> list[bytes] | None:
+    """Every other message is over a limit: long ids and strings, 4 MB run params, 50 MB frames; else None."""
+    if i % 2:
+        return None
+    if i % 2000 == 0:
+        return [huge_frame]  # a 50 MB frame, within the 64 MiB frame limit: decoded and refused
+    if i % 40 == 0:  # a run with 4 MB of params, a new job each time: the driver refuses them, the job fails
+        return [_request("run", {"job_id": f"big-{i}", "params": {"sample_id": f"s{i}", "padding": big_params}})]
+    long = "j" * rng.choice([201, 10_000, 200_000])
+    field = rng.choice(["job", "run", "holder", "token", "id"])
+    if field == "job":
+        return [_request("job", {"job_id": long})]
+    if field == "run":
+        return [_request("run", {"job_id": long, "params": {"sample_id": "x"}})]
+    if field == "holder":
+        return [_request("acquire_lease", {"holder": long, "duration_s": 5})]
+    if field == "token":
+        return [_request("release_lease", {"token": long})]
+    return [_request("ping", {}, request_id=long)]
+
+
+def test_server_memory_stays_flat_under_20000_oversized_and_fuzzed_messages(tmp_path: Path) -> None:
+    address = free_tcp_address()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sim_lab.serve", "--instrument", "synthesiser", "--scenario", "tio2_calcination",
+         "--address", address, "--tray", str(tmp_path / "tray"), "--log-file", str(tmp_path / "server.log")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().startswith("serving")
+        conditions = {"anneal_temperature_c": 500.0, "anneal_time_h": 2.0, "dopant_fraction": 0.05}
+        with InstrumentClient(address, timeout_s=10.0, retries=0, poll_interval_s=0.01) as cli:
+            for n in range(5):  # warm up: imports, caches and a few real jobs before the baseline
+                cli.run({"sample_id": f"warm-{n}", "conditions": conditions}, job_id=f"warm-{n}", timeout_s=30.0)
+        baseline = _rss_bytes(server.pid)
+        rng = random.Random(5)
+        big_params = "p" * (4 * 1024 * 1024)
+        huge_frame = b'{"v": 1, "id": "h", "command": "ping", "params": {"pad": "' + b"z" * (50 * 1024 * 1024) + b'"}}'
+        fuzzer = zmq.Context.instance().socket(zmq.DEALER)
+        fuzzer.setsockopt(zmq.LINGER, 0)
+        fuzzer.connect(address)
+        peak = baseline
+        valid_runs = 0
+        try:
+            with InstrumentClient(address, timeout_s=10.0, retries=0, poll_interval_s=0.01) as cli:
+                for start in range(0, MEMORY_MESSAGES, BATCH):
+                    for i in range(start, start + BATCH):
+                        fuzzer.send_multipart(_oversized(rng, i, big_params, huge_frame) or _mutate(rng))
+                    for _ in range(BATCH):
+                        assert fuzzer.poll(30_000), f"no reply to message {start} + ..."
+                        body = json.loads(fuzzer.recv())
+                        assert set(body) in ({"v", "id", "ok", "result"}, {"v", "id", "ok", "error"})
+                    # the valid client is served between batches, and its jobs still run
+                    assert cli.ping()["pong"] is True
+                    if start % 2000 == 0:
+                        job = f"valid-{start}"
+                        try:
+                            cli.run({"sample_id": job, "conditions": conditions}, job_id=job, timeout_s=30.0)
+                            valid_runs += 1
+                        except InstrumentBusy:
+                            pass
+                        peak = max(peak, _rss_bytes(server.pid))
+                final = _rss_bytes(server.pid)
+                assert cli.job("big-40")["state"] == "failed"  # remembered, without its 4 MB of params
+                assert len(json.dumps(cli.job("big-40"))) < 10_000
+        finally:
+            fuzzer.close()
+        print(f"server RSS {baseline / 2**20:.0f} MB at start, {final / 2**20:.0f} MB after {MEMORY_MESSAGES} "
+              f"messages (peak between batches {peak / 2**20:.0f} MB); {valid_runs} valid jobs ran")
+        assert valid_runs >= 5
+        assert final - baseline <= RSS_ALLOWANCE_BYTES, (
+            f"server RSS grew from {baseline / 2**20:.0f} MB to {final / 2**20:.0f} MB"
+        )
+    finally:
+        server.terminate()
+        server.wait(10)

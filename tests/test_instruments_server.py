@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from instruments import (
     InstrumentUnreachable,
     JobAborted,
     JobFailed,
+    JobInterrupted,
     RemoteError,
     reading_from_dict,
 )
@@ -244,6 +246,83 @@ def test_history_is_bounded(driver: LoopbackDiffractometer) -> None:
         for i in range(3):
             cli.run({"n_points": 5}, job_id=f"h-{i}", timeout_s=5.0)
         assert [cli.job(f"h-{i}")["state"] for i in range(3)] == ["unknown", "done", "done"]
+
+
+class _Blocking:
+    """A driver whose job runs until ``release`` is set, counting its runs."""
+
+    kind = "synthesiser"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.runs = 0
+
+    def describe(self) -> dict[str, object]:
+        return {"name": "blocking"}
+
+    def run(self, params: dict[str, object], job: object) -> dict[str, object]:
+        self.runs += 1
+        self.release.wait(5.0)
+        return {"made": params["n"]}
+
+    def abort(self) -> None:
+        self.release.set()
+
+
+def test_a_restarted_server_answers_for_its_jobs_from_its_journal(tmp_path: Path) -> None:
+    from instruments.jobs import INTERRUPTED, JobTable
+
+    journal = tmp_path / "jobs" / "furnace.sqlite"
+    first = _Blocking()
+    table = JobTable(first, journal=journal)
+    first.release.set()
+    table.submit("done-1", {"n": 1})
+    assert table.join(5.0)
+    first.release.clear()
+    table.submit("cut-2", {"n": 2})  # still running when the "process dies": the table is simply abandoned
+    second = _Blocking()
+    second.release.set()
+    restarted = JobTable(second, journal=journal)
+    done = restarted.get("done-1")
+    assert (done["state"], done["result"]) == ("done", {"made": 1})
+    assert restarted.submit("done-1", {"n": 1})["state"] == "done"  # known: the driver is not run again
+    cut = restarted.submit("cut-2", {"n": 2})
+    assert (cut["state"], cut["error"]) == ("interrupted", INTERRUPTED)
+    with pytest.raises(Exception, match="different params"):
+        restarted.submit("done-1", {"n": 99})
+    assert second.runs == 0
+    first.release.set()
+    table.join(5.0)
+
+
+def test_a_server_started_on_a_journal_reports_interrupted_jobs(tmp_path: Path) -> None:
+    from instruments.jobs import INTERRUPTED, JobTable
+
+    journal = tmp_path / "xrd.sqlite"
+    stuck = _Blocking()
+    JobTable(stuck, journal=journal).submit("xrd-7", {"n": 7})
+    driver = _Blocking()
+    with InstrumentServer(driver, LOOPBACK, journal=journal) as srv, InstrumentClient(srv.address) as cli:
+        srv.start()
+        with pytest.raises(JobInterrupted, match="restarted"):
+            cli.run({"n": 7}, job_id="xrd-7", timeout_s=5.0)
+        assert cli.job("xrd-7")["error"] == INTERRUPTED
+    assert driver.runs == 0
+    stuck.release.set()
+
+
+def test_string_fields_have_length_limits(driver: LoopbackDiffractometer) -> None:
+    with InstrumentServer(driver, LOOPBACK) as srv, InstrumentClient(srv.address) as cli:
+        srv.start()
+        for command, params in [
+            ("job", {"job_id": "j" * 201}),
+            ("run", {"job_id": "j" * 201, "params": {}}),
+            ("acquire_lease", {"holder": "h" * 201, "duration_s": 1.0}),
+            ("release_lease", {"token": "t" * 201}),
+        ]:
+            with pytest.raises(RemoteError, match="at most 200") as error:
+                cli._call(command, params)
+            assert len(str(error.value)) < 500
 
 
 def _fake_router(behaviour: list[str]) -> tuple[str, threading.Thread, zmq.Socket[bytes]]:
