@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
+from analysis.instrument_profile import InstrumentProfile
 from agents.xrd_phase_agent import AnalysisReport, XRDPhaseAgent
 from analysis.demixing import Demixing, demix
 from analysis.ml import PowderEnsemble, load_ensemble
@@ -236,6 +237,7 @@ def analyse_file(
     radiation: str | None = None,
     phases: Sequence[str | Path | Structure] = ("anatase", "rutile"),
     model: str | Path = "tio2_calcination",
+    instrument: str | Path | None = None,
 ) -> AnalysisReport:
     """Read a pattern file (.xy/.xye/.csv/.xrdml) and analyse it: what ``crucible analyse FILE`` does.
 
@@ -246,6 +248,8 @@ def analyse_file(
         radiation: overrides the file's radiation (``Cu``, ``Cu-Ka1``, ``1.5406`` or ``λ1,λ2[,ratio]``).
         phases: reference phases: built-in names, CIF paths or pymatgen structures.
         model: a shipped ensemble name or a model-card path.
+        instrument: the diffractometer's instrument profile for the fit: a JSON file or a shipped name (``aeris``);
+            see :mod:`analysis.instrument_profile`.
 
     Raises:
         analysis.readers.PatternFileError: for an unreadable file or an unknown radiation.
@@ -253,7 +257,8 @@ def analyse_file(
     """
     pattern = read_pattern(path, radiation, min_points=MIN_POINTS_TO_ANALYSE)
     if analysis == "fit":
-        return XRDPhaseAgent(list(phases)).analyse(pattern)
+        profile = InstrumentProfile.load(instrument) if instrument is not None else None
+        return XRDPhaseAgent(list(phases), instrument=profile).analyse(pattern)
     if analysis == "network":
         return XRDNetworkAgent(model).analyse(pattern)
     if analysis == "identify":

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from analysis.phase_quantification import Measurement, PhaseQuantification, quantify_phases, radiation_of
+from analysis.instrument_profile import InstrumentProfile
+from analysis.phase_quantification import FitOptions, Measurement, PhaseQuantification, quantify_phases, radiation_of
 from analysis.powder_model import Radiation, ReferencePhase, load_reference_phase
 from instruments.readings import Diffractogram, Reading
 
@@ -27,6 +28,7 @@ class AnalysisReport:
     sample_id: str | None
     quantities: dict[str, Measurement]
     details: PhaseQuantification | None = None
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         return {name: {"value": m.value, "std": m.std} for name, m in self.quantities.items()}
@@ -37,8 +39,11 @@ class XRDPhaseAgent:
 
     Args:
         phases: built-in phase names (``"anatase"``), CIF paths or pymatgen structures.
-        caglioti_uvw_deg2: the diffractometer's instrumental resolution U, V, W in deg².
+        caglioti_uvw_deg2: the diffractometer's instrumental resolution U, V, W in deg² (ignored with ``instrument``).
         background_terms: number of Chebyshev background terms.
+        instrument: the diffractometer's instrument profile (widths, asymmetry, Kβ leak); see
+            :mod:`analysis.instrument_profile`.
+        options: the fit's physics (see :class:`analysis.phase_quantification.FitOptions`).
     """
 
     name = "xrd-phase-quantification"
@@ -48,12 +53,20 @@ class XRDPhaseAgent:
         phases: Sequence[str | Path | Structure],
         caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
         background_terms: int = 6,
+        instrument: InstrumentProfile | None = None,
+        options: FitOptions | None = None,
     ) -> None:
         if not phases:
             raise ValueError("XRDPhaseAgent needs at least one reference phase")
         self.phases = list(phases)
-        self.caglioti_uvw_deg2 = caglioti_uvw_deg2
+        self.instrument = instrument
+        self.caglioti_uvw_deg2 = instrument.caglioti_uvw_deg2 if instrument is not None else caglioti_uvw_deg2
         self.background_terms = background_terms
+        self.options = options
+        if instrument is not None and options is None:
+            self.options = FitOptions(
+                asymmetry=instrument.asymmetry, fraction_model_error=instrument.fraction_model_error
+            )
         self._references: dict[tuple[Radiation, float], list[ReferencePhase]] = {}
         self._pending: list[Diffractogram] = []
 
@@ -77,6 +90,11 @@ class XRDPhaseAgent:
 
     def analyse(self, reading: Diffractogram) -> AnalysisReport:
         """Analyse one diffractogram now."""
-        references = self.references_for(radiation_of(reading), float(reading.two_theta_deg[-1]))
-        result = quantify_phases(reading, references, self.caglioti_uvw_deg2, self.background_terms)
-        return AnalysisReport(self.name, reading.sample_id, result.quantities(), result)
+        radiation = radiation_of(reading)
+        if self.instrument is not None:
+            radiation = self.instrument.radiation_for(radiation)
+        references = self.references_for(radiation, float(reading.two_theta_deg[-1]))
+        result = quantify_phases(
+            reading, references, self.caglioti_uvw_deg2, self.background_terms, self.options, radiation
+        )
+        return AnalysisReport(self.name, reading.sample_id, result.quantities(), result, result.warnings)

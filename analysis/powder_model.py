@@ -8,15 +8,21 @@ Intensities follow the refined lattice too: each is rescaled by the change of ``
 anatase's intensities by up to 2.6 %, which a fit with fixed intensities turns into a weight-fraction error
 several times its reported uncertainty.
 
-Profiles are pseudo-Voigt functions with the Thompson-Cox-Hastings (TCH) mixing of a Gaussian instrumental width
-(Caglioti: Γ_G² = U tan²θ + V tanθ + W, in deg²) and a Lorentzian sample width from crystallite size (Scherrer,
-K = 0.9) and microstrain (4 ε tanθ). Each profile integrates to one over 2θ in degrees.
+Intensities carry, as options of :func:`phase_pattern`, the anomalous dispersion of each element at each line's
+wavelength (f', f'' from the Chantler tables of ``xraydb``: nickel's intensities under Cu Kα fall to about 0.7x
+the plain value) and an isotropic displacement factor ``exp(−2 B s²)`` per phase.
+
+Profiles (:mod:`analysis.peak_profiles`) are split TCH pseudo-Voigt functions: a Gaussian instrumental width
+(Caglioti: Γ_G² = U tan²θ + V tanθ + W, in deg²), a Lorentzian sample width from crystallite size and
+microstrain (4 ε tanθ), and an axial-divergence asymmetry ``a = A / tan 2θ``. Sizes are sphere diameters: for a
+sphere of diameter D the size-broadened FWHM is ``K λ / (D cos θ)`` with ``K = SPHERE_FWHM_K = 1.107`` (the
+FWHM of the sphere's column-length profile), so XRD, SAXS and PDF report the same diameter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +30,12 @@ from numpy.typing import NDArray
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice, Structure
 
+from analysis.peak_profiles import pseudo_voigt_tch, render
+
 __all__ = [
+    "SPHERE_FWHM_K",
+    "CU_KBETA_ANGSTROM",
+    "anomalous_scattering",
     "ReferencePhase",
     "StructureFactors",
     "Radiation",
@@ -34,23 +45,34 @@ __all__ = [
     "free_lattice_parameters",
 ]
 
-SCHERRER_K = 0.9
+SPHERE_FWHM_K = 1.107
+"""Scherrer constant for the FWHM of a sphere's size broadening, with D its diameter (sim_lab uses the same)."""
+CU_KBETA_ANGSTROM = 1.392218
 PHASE_LIBRARY = Path(__file__).parent / "phase_library"
 
 
 @dataclass(frozen=True)
 class Radiation:
-    """X-ray radiation: the primary wavelength and an optional Kα2 line, in Å."""
+    """X-ray radiation: the primary wavelength, an optional Kα2 line and an optional Kβ line, in Å.
+
+    ``kbeta_ratio`` is the Kβ intensity relative to Kα1 that reaches the detector: about 0.005-0.01 through a Ni
+    filter on a Cu tube, about 0.2 without a filter, 0 with a monochromator.
+    """
 
     wavelength_angstrom: float
     wavelength_ka2_angstrom: float | None = None
     ka2_ratio: float = 0.5
+    wavelength_kbeta_angstrom: float | None = None
+    kbeta_ratio: float = 0.0
 
     def lines(self) -> list[tuple[float, float]]:
         """``(wavelength_angstrom, relative_intensity)`` of each line."""
-        if self.wavelength_ka2_angstrom is None:
-            return [(self.wavelength_angstrom, 1.0)]
-        return [(self.wavelength_angstrom, 1.0), (self.wavelength_ka2_angstrom, self.ka2_ratio)]
+        lines = [(self.wavelength_angstrom, 1.0)]
+        if self.wavelength_ka2_angstrom is not None:
+            lines.append((self.wavelength_ka2_angstrom, self.ka2_ratio))
+        if self.wavelength_kbeta_angstrom is not None and self.kbeta_ratio > 0.0:
+            lines.append((self.wavelength_kbeta_angstrom, self.kbeta_ratio))
+        return lines
 
 
 @dataclass(frozen=True)
@@ -74,12 +96,23 @@ class ReferencePhase:
     crystal_system: str
     scattering: StructureFactors | None = None
 
-    def intensities(self, d_spacings_angstrom: NDArray[np.float64], wavelength_angstrom: float) -> NDArray[np.float64]:
-        """`k` intensities per unit cell at the given d-spacings (the reference ones rescaled by the change of
-        ``|F|² · LP``; as listed when the phase has no `StructureFactors`)."""
+    def intensities(
+        self,
+        d_spacings_angstrom: NDArray[np.float64],
+        wavelength_angstrom: float,
+        *,
+        anomalous: bool = False,
+        b_iso_angstrom2: float = 0.0,
+    ) -> NDArray[np.float64]:
+        """`k` intensities per unit cell at the given d-spacings: the reference ones rescaled by the change of
+        ``|F|² · LP`` (with the elements' anomalous dispersion at ``wavelength_angstrom`` if ``anomalous``, and the
+        displacement factor ``exp(−2 B s²)``); as listed when the phase has no `StructureFactors`."""
         if self.scattering is None:
             return self.intensity
-        return self.intensity * self.scattering.ratio(d_spacings_angstrom, wavelength_angstrom)
+        ratio = self.scattering.ratio(d_spacings_angstrom, wavelength_angstrom, anomalous=anomalous)
+        if b_iso_angstrom2:
+            ratio = ratio * np.exp(-2.0 * b_iso_angstrom2 * (0.5 / d_spacings_angstrom) ** 2)
+        return self.intensity * ratio
 
     def d_spacings_angstrom(self, lattice_parameters: dict[str, float]) -> NDArray[np.float64]:
         """`k` d-spacings in Å for the given free lattice parameters (see :func:`free_lattice_parameters`)."""
@@ -97,6 +130,7 @@ class StructureFactors:
 
     Attributes:
         phase_sums: `k x e` complex ``Σ_j occ_j exp(2πi hkl·r_j)`` over the sites of each element ``e``.
+        symbols: `e` element symbols.
         atomic_numbers: `e` atomic numbers.
         coefficients: `e x c x 2` Cromer-Mann-like ``(a, b)`` pairs of pymatgen's atomic scattering factors,
             ``f(s) = Z − 41.78214 s² Σ a exp(−b s²)``.
@@ -104,6 +138,7 @@ class StructureFactors:
     """
 
     phase_sums: NDArray[np.complex128]
+    symbols: tuple[str, ...]
     atomic_numbers: NDArray[np.float64]
     coefficients: NDArray[np.float64]
     reference: NDArray[np.float64]
@@ -126,18 +161,24 @@ class StructureFactors:
         atomic_numbers = np.array([float(z) for z, _, _ in elements.values()])
         coefficients = np.array([ATOMIC_SCATTERING_PARAMS[symbol] for symbol in elements], dtype=float)
         reference = _squared_times_lp(phase_sums, atomic_numbers, coefficients, d_spacings_angstrom, wavelength)
-        return cls(phase_sums, atomic_numbers, coefficients, reference)
+        return cls(phase_sums, tuple(elements), atomic_numbers, coefficients, reference)
 
-    def squared_times_lp(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
-        """`k` values of ``|F|² · LP(θ)`` at these d-spacings (pymatgen's Lorentz-polarisation factor)."""
+    def squared_times_lp(
+        self, d_spacings_angstrom: NDArray[np.float64], wavelength: float, *, anomalous: bool = False
+    ) -> NDArray[np.float64]:
+        """`k` values of ``|F|² · LP(θ)`` at these d-spacings (pymatgen's Lorentz-polarisation factor), with the
+        elements' f' + i f'' at ``wavelength`` if ``anomalous``."""
+        dispersion = anomalous_scattering(self.symbols, wavelength) if anomalous else None
         return _squared_times_lp(
-            self.phase_sums, self.atomic_numbers, self.coefficients, d_spacings_angstrom, wavelength
+            self.phase_sums, self.atomic_numbers, self.coefficients, d_spacings_angstrom, wavelength, dispersion
         )
 
-    def ratio(self, d_spacings_angstrom: NDArray[np.float64], wavelength: float) -> NDArray[np.float64]:
+    def ratio(
+        self, d_spacings_angstrom: NDArray[np.float64], wavelength: float, *, anomalous: bool = False
+    ) -> NDArray[np.float64]:
         """`k` factors ``|F|² LP / (|F|² LP)_reference``; 1 for reflections whose reference value is ~0."""
         with np.errstate(divide="ignore", invalid="ignore"):  # a reflection beyond 2θ = 180° has no LP factor
-            now = self.squared_times_lp(d_spacings_angstrom, wavelength)
+            now = self.squared_times_lp(d_spacings_angstrom, wavelength, anomalous=anomalous)
         tiny = ~(self.reference > 1e-12 * max(float(np.nanmax(self.reference, initial=0.0)), 1e-300))
         ratio = now / np.where(tiny, 1.0, self.reference)
         return np.where(tiny | ~np.isfinite(ratio), 1.0, ratio)
@@ -149,11 +190,15 @@ def _squared_times_lp(
     coefficients: NDArray[np.float64],
     d_spacings_angstrom: NDArray[np.float64],
     wavelength: float,
+    dispersion: NDArray[np.complex128] | None = None,
 ) -> NDArray[np.float64]:
-    """`k` values of ``|F|² · LP(θ)`` (see `StructureFactors`; its fields are the first three arguments)."""
+    """`k` values of ``|F|² · LP(θ)`` (see `StructureFactors`; its fields are the first three arguments), with
+    `e` complex anomalous terms ``f' + i f''`` added to the form factors when ``dispersion`` is given."""
     s2 = (0.5 / d_spacings_angstrom) ** 2
     a, b = coefficients[..., 0], coefficients[..., 1]  # e x c
     form = atomic_numbers - 41.78214 * s2[:, None] * np.sum(a * np.exp(-b * s2[:, None, None]), axis=-1)
+    if dispersion is not None:
+        form = form + dispersion[None, :]
     structure_factor = np.sum(form * phase_sums, axis=1)
     theta = np.arcsin(np.clip(wavelength / (2.0 * d_spacings_angstrom), 0.0, 1.0))
     lp = (1.0 + np.cos(2.0 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
@@ -161,22 +206,60 @@ def _squared_times_lp(
 
 
 def free_lattice_parameters(structure: Structure, crystal_system: str) -> dict[str, float]:
-    """The lattice parameters a refinement may vary for this crystal system, at their reference values (Å)."""
+    """The lattice parameters a refinement may vary for this crystal system, at their reference values (Å, and
+    degrees for angles): the unique ones of the system's metric (a trigonal cell in rhombohedral axes: a, α)."""
     lattice = structure.lattice
     if crystal_system == "cubic":
         return {"a": lattice.a}
-    if crystal_system in ("tetragonal", "hexagonal", "trigonal"):
+    if crystal_system in ("tetragonal", "hexagonal"):
         return {"a": lattice.a, "c": lattice.c}
+    if crystal_system == "trigonal":
+        if abs(lattice.gamma - 120.0) < 0.5:
+            return {"a": lattice.a, "c": lattice.c}
+        return {"a": lattice.a, "alpha": lattice.alpha}
     if crystal_system == "orthorhombic":
         return {"a": lattice.a, "b": lattice.b, "c": lattice.c}
-    return {}
+    if crystal_system == "monoclinic":
+        angles = {"alpha": lattice.alpha, "beta": lattice.beta, "gamma": lattice.gamma}
+        unique = max(angles, key=lambda name: abs(angles[name] - 90.0))  # the one angle off 90°, in any setting
+        return {"a": lattice.a, "b": lattice.b, "c": lattice.c, unique: angles[unique]}
+    return {
+        "a": lattice.a,
+        "b": lattice.b,
+        "c": lattice.c,
+        "alpha": lattice.alpha,
+        "beta": lattice.beta,
+        "gamma": lattice.gamma,
+    }
 
 
 def _lattice_with(reference: Lattice, crystal_system: str, values: dict[str, float]) -> Lattice:
+    """The reference lattice with the free parameters ``values`` applied, tied as the crystal system ties them."""
     a = values.get("a", reference.a)
-    b = values.get("b", a if crystal_system in ("cubic", "tetragonal", "hexagonal", "trigonal") else reference.b)
-    c = values.get("c", a if crystal_system == "cubic" else reference.c)
-    return Lattice.from_parameters(a, b, c, reference.alpha, reference.beta, reference.gamma)
+    tied_b = crystal_system in ("cubic", "tetragonal", "hexagonal", "trigonal")
+    b = values.get("b", a if tied_b else reference.b)
+    rhombohedral = crystal_system == "trigonal" and "alpha" in values
+    c = values.get("c", a if crystal_system == "cubic" or rhombohedral else reference.c)
+    alpha = values.get("alpha", reference.alpha)
+    beta = values.get("beta", alpha if rhombohedral else reference.beta)
+    gamma = values.get("gamma", alpha if rhombohedral else reference.gamma)
+    return Lattice.from_parameters(a, b, c, alpha, beta, gamma)
+
+
+@lru_cache(maxsize=512)
+def _dispersion(symbols: tuple[str, ...], wavelength_angstrom: float) -> tuple[complex, ...]:
+    import xraydb
+
+    energy_ev = 12398.419843 / wavelength_angstrom
+    return tuple(
+        complex(float(xraydb.f1_chantler(symbol, energy_ev)), float(xraydb.f2_chantler(symbol, energy_ev)))
+        for symbol in symbols
+    )
+
+
+def anomalous_scattering(symbols: tuple[str, ...], wavelength_angstrom: float) -> NDArray[np.complex128]:
+    """``f' + i f''`` of each element at this wavelength, in electrons (Chantler tables, via ``xraydb``)."""
+    return np.array(_dispersion(tuple(symbols), round(float(wavelength_angstrom), 6)), dtype=complex)
 
 
 @cache
@@ -241,31 +324,6 @@ def load_reference_phase(
     return replace(phase, scattering=scattering)
 
 
-def pseudo_voigt_tch(
-    offset_deg: NDArray[np.float64], gaussian_fwhm_deg: NDArray[np.float64], lorentzian_fwhm_deg: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """Area-normalised TCH pseudo-Voigt.
-
-    Args:
-        offset_deg: `k x n` distances 2θ − 2θ_k in degrees.
-        gaussian_fwhm_deg: `k x 1` Gaussian FWHM Γ_G in degrees.
-        lorentzian_fwhm_deg: `k x 1` Lorentzian FWHM Γ_L in degrees.
-
-    Returns:
-        `k x n` profile values in 1/degree.
-    """
-    g, lo = gaussian_fwhm_deg, lorentzian_fwhm_deg
-    fwhm = (
-        g**5 + 2.69269 * g**4 * lo + 2.42843 * g**3 * lo**2 + 4.47163 * g**2 * lo**3 + 0.07842 * g * lo**4 + lo**5
-    ) ** 0.2
-    q = lo / fwhm
-    eta = 1.36603 * q - 0.47719 * q**2 + 0.11116 * q**3
-    x2 = (offset_deg / fwhm) ** 2
-    gauss = (2.0 / fwhm) * np.sqrt(np.log(2) / np.pi) * np.exp(-4.0 * np.log(2) * x2)
-    lorentz = (2.0 / (np.pi * fwhm)) / (1.0 + 4.0 * x2)
-    return eta * lorentz + (1.0 - eta) * gauss
-
-
 def phase_pattern(
     phase: ReferencePhase,
     two_theta_deg: NDArray[np.float64],
@@ -275,29 +333,42 @@ def phase_pattern(
     microstrain: float,
     zero_shift_deg: float,
     caglioti_uvw_deg2: tuple[float, float, float],
+    *,
+    asymmetry: float = 0.0,
+    b_iso_angstrom2: float = 0.0,
+    anomalous: bool = False,
+    displacement_deg: float = 0.0,
 ) -> NDArray[np.float64]:
-    """Unit-scale pattern of one phase on the grid ``two_theta_deg`` (`n`-dim): Σ_k I_k · profile_k."""
+    """Unit-scale pattern of one phase on the grid ``two_theta_deg`` (`n`-dim): Σ_k I_k · profile_k.
+
+    Args:
+        asymmetry: ``A`` of the axial-divergence asymmetry ``a = A / tan 2θ`` (0: symmetric peaks).
+        b_iso_angstrom2: the phase's isotropic displacement parameter B in Å².
+        anomalous: include each element's anomalous dispersion at each line's wavelength.
+        displacement_deg: the sample-height error's shift at 2θ = 90°: peaks move by ``displacement · cos θ / cos 45°``
+            (in addition to ``zero_shift_deg``, which moves every peak alike).
+    """
     d = phase.d_spacings_angstrom(lattice_parameters)
-    intensities = phase.intensities(d, radiation.wavelength_angstrom)
     u, v, w = caglioti_uvw_deg2
-    total = np.zeros_like(two_theta_deg)
-    lo_deg, hi_deg = two_theta_deg[0], two_theta_deg[-1]
+    size_angstrom = 10.0 * crystallite_size_nm
+    primary = radiation.wavelength_angstrom
+
+    def widths_at(two_theta: NDArray[np.float64]) -> tuple[NDArray, NDArray, NDArray]:
+        theta = np.radians(two_theta) / 2.0
+        tan_theta = np.tan(theta)
+        gaussian = np.sqrt(np.maximum(u * tan_theta**2 + v * tan_theta + w, 1e-8))
+        size_term = SPHERE_FWHM_K * primary / (size_angstrom * np.cos(theta))
+        lorentzian = np.degrees(size_term + 4.0 * microstrain * tan_theta)
+        with np.errstate(divide="ignore"):
+            a = np.clip(asymmetry / np.tan(2.0 * theta), -0.6, 0.6) if asymmetry else np.zeros_like(theta)
+        return gaussian, np.maximum(lorentzian, 1e-6), a
+
+    centres, heights = [], []
     for wavelength, ratio in radiation.lines():
         sin_theta = wavelength / (2.0 * d)
         valid = sin_theta < 1.0
         theta = np.arcsin(sin_theta[valid])
-        centre = np.degrees(2.0 * theta) + zero_shift_deg
-        keep = (centre > lo_deg - 3.0) & (centre < hi_deg + 3.0)
-        if not np.any(keep):
-            continue
-        theta, centre = theta[keep], centre[keep]
-        intensity = intensities[valid][keep] * ratio
-        tan_theta = np.tan(theta)
-        gaussian = np.sqrt(np.maximum(u * tan_theta**2 + v * tan_theta + w, 1e-8))
-        size_angstrom = 10.0 * crystallite_size_nm
-        lorentzian = np.degrees(
-            SCHERRER_K * wavelength / (size_angstrom * np.cos(theta)) + 4.0 * microstrain * tan_theta
-        )
-        profiles = pseudo_voigt_tch(two_theta_deg[None, :] - centre[:, None], gaussian[:, None], lorentzian[:, None])
-        total += intensity @ profiles
-    return total
+        intensity = phase.intensities(d, wavelength, anomalous=anomalous, b_iso_angstrom2=b_iso_angstrom2)
+        centres.append(np.degrees(2.0 * theta) + zero_shift_deg + displacement_deg * np.cos(theta) / np.cos(np.pi / 4))
+        heights.append(intensity[valid] * ratio)
+    return render(two_theta_deg, np.concatenate(centres), np.concatenate(heights), widths_at)

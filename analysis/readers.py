@@ -3,6 +3,9 @@
 The radiation comes from the file when it says (an .xrdml ``usedWavelength`` block; a comment line of a text file
 such as ``# wavelength: 1.5406`` or ``# anode: Cu``) or is given explicitly, which wins over the file. Anode names
 expand to their Kα1/Kα2 doublet with the usual 2:1 intensity ratio (Hölzer et al., Phys. Rev. A 56, 4554 (1997)).
+An .xrdml scan holds Kα1 and Kα2 (at the file's ratio) whatever ``usedWavelength intended`` says, unless the file
+names a Kα1 monochromator or notes that Kα2 was stripped; the optics it names (Kβ filter, monochromator) go into the
+pattern's ``metadata``.
 
 Every file that cannot be a measured pattern (a directory, binary or non-UTF-8 bytes, ragged columns, NaN, negative
 or absurd counts, 2θ outside (0°, 180°), too few points) raises one :class:`PatternFileError` naming the file and the
@@ -188,7 +191,7 @@ def _decode(path: Path, data: bytes) -> str:
     return data.decode("utf-8-sig", errors="replace")
 
 
-def _read_text(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiation | None, float]:
+def _read_text(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiation | None, float, dict[str, object]]:
     table, comments = _text_columns(path, _decode(path, data))
     angle, counts = _columns_by_header(comments, table.shape[1])
     time_s = 1.0
@@ -196,7 +199,7 @@ def _read_text(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiati
         match = re.search(rf"(?:counting[ _]?time|time per step|step time)\D*({_NUMBER})", line, re.IGNORECASE)
         if match:
             time_s = float(match.group(1))
-    return table[:, angle], table[:, counts], _radiation_from_comments(comments), time_s
+    return table[:, angle], table[:, counts], _radiation_from_comments(comments), time_s, {}
 
 
 def _numbers(path: Path, text: str, what: str) -> np.ndarray:
@@ -213,20 +216,101 @@ def _number(path: Path, text: str | None, what: str) -> float:
         raise PatternFileError(f"{path}: {what} {text!r} is not a number") from None
 
 
-def _read_xrdml(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiation | None, float]:
+#: The usual Kβ filter of each anode (a filter element of another material is still a Kβ filter when its name says so).
+KBETA_FILTERS = {"Cu": "Ni", "Co": "Fe", "Mo": "Zr", "Fe": "Mn", "Cr": "V", "Ag": "Pd"}
+# Optics that pass Kα1 alone: a Johansson Ge/Si/quartz crystal or a hybrid (mirror + channel-cut) monochromator in
+# the incident beam, or any monochromator that names Kα1. A diffracted-beam (graphite) monochromator keeps Kα2.
+_KALPHA1 = re.compile(r"k\s*-?\s*(?:alpha|α|a)\s*-?\s*1\b", re.IGNORECASE)
+_KALPHA1_CRYSTAL = re.compile(r"johans|hybrid|quartz|\b(?:ge|si)\s*\(?\s*\d{3}", re.IGNORECASE)
+_KALPHA2_STRIPPED = re.compile(
+    r"k\s*-?\s*(?:alpha|α|a)\s*-?\s*2\W*(?:\w+\W+){0,3}(?:strip|remov)|(?:strip|remov)\w*\W+(?:\w+\W+){0,3}"
+    r"k\s*-?\s*(?:alpha|α|a)\s*-?\s*2",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(r"\b(?:not|no|without|never|kept)\b|n't", re.IGNORECASE)
+
+
+def _local(element: ElementTree.Element) -> str:
+    return element.tag.rpartition("}")[2]
+
+
+def _described(element: ElementTree.Element) -> str:
+    """An optics element's name attribute and the text of its children (``<crystal>Ge (220)</crystal>``)."""
+    return " ".join([element.get("name") or "", *(child.text or "" for child in element.iter())])
+
+
+def _kalpha1_only(root: ElementTree.Element) -> str | None:
+    """Why an .xrdml scan holds Kα1 alone, if the file says so: a Kα1 monochromator or a Kα2-stripping note.
+
+    ``usedWavelength intended="K-Alpha 1"`` does not count: PANalytical writes it on scans that hold both lines.
+    """
+    for path_name in ("incidentBeamPath", "diffractedBeamPath"):
+        for beam_path in root.iterfind(f".//{{*}}{path_name}"):
+            for element in beam_path.iter():
+                if "monochromator" not in _local(element).lower():
+                    continue
+                described = _described(element)
+                if _KALPHA1.search(described) or (path_name == "incidentBeamPath"
+                                                  and _KALPHA1_CRYSTAL.search(described)):
+                    return f"{path_name} {_local(element)} {' '.join(described.split())!r}"
+    for entry in root.iterfind(".//{*}comment/{*}entry"):
+        match = _KALPHA2_STRIPPED.search(entry.text or "")
+        if match and not _NEGATION.search(match.group(0)):  # "Kα2 not stripped" says the opposite
+            return f"comment {' '.join(match.string.split())!r}"
+    return None
+
+
+def _xrdml_optics(root: ElementTree.Element) -> dict[str, object]:
+    """What an .xrdml file says about the optics: anode, Kβ filter (material, thickness), Kβ wavelength,
+    monochromator; only the keys the file gives."""
+    found: dict[str, object] = {}
+    anode = (root.findtext(".//{*}incidentBeamPath/{*}xRayTube/{*}anodeMaterial") or "").strip()
+    if anode:
+        found["anode"] = anode
+    kbeta = root.find(".//{*}usedWavelength/{*}kBeta")
+    if kbeta is not None and kbeta.text:
+        try:
+            found["kbeta_wavelength_angstrom"] = float(kbeta.text)
+        except ValueError:
+            pass
+    for path_name in ("incidentBeamPath", "diffractedBeamPath"):
+        for element in root.iterfind(f".//{{*}}{path_name}//{{*}}filter"):
+            material = (element.findtext("{*}material") or "").strip()
+            name = element.get("name") or ""
+            if not (re.search(r"beta|kβ", name, re.IGNORECASE) or material == KBETA_FILTERS.get(anode)):
+                continue
+            found["kbeta_filter"] = material or name
+            thickness = element.find("{*}thickness")
+            if thickness is not None and thickness.text:
+                try:
+                    found["kbeta_filter_thickness_mm"] = float(thickness.text)
+                except ValueError:
+                    pass
+        for element in root.iterfind(f".//{{*}}{path_name}//{{*}}monochromator"):
+            found["monochromator"] = " ".join(_described(element).split())
+    return found
+
+
+def _read_xrdml(
+    path: Path, data: bytes
+) -> tuple[np.ndarray, np.ndarray, Radiation | None, float, dict[str, object]]:
     try:
         root = ElementTree.fromstring(data)
     except ElementTree.ParseError as error:
         raise PatternFileError(f"{path}: not a valid XRDML (XML) file: {error}") from None
     radiation = None
+    metadata = _xrdml_optics(root)
     used = root.find(".//{*}usedWavelength")
     if used is not None:
         ka1 = used.find("{*}kAlpha1")
         ka2 = used.find("{*}kAlpha2")
         ratio = used.find("{*}ratioKAlpha2KAlpha1")
         if ka1 is not None and ka1.text:
-            intended = (used.get("intended") or "").lower()
-            single_line = "alpha 1" in intended or "alpha1" in intended
+            # Both lines unless the optics or a note say Kα2 is gone: "intended" names the line the 2θ scale refers
+            # to, and PANalytical writes "K-Alpha 1" on unmonochromated scans that hold Kα1 and Kα2.
+            single_line = _kalpha1_only(root)
+            if single_line:
+                metadata["kalpha1_only"] = single_line
             radiation = Radiation(
                 _number(path, ka1.text, "kAlpha1"),
                 None if single_line or ka2 is None or not ka2.text else _number(path, ka2.text, "kAlpha2"),
@@ -260,7 +344,7 @@ def _read_xrdml(path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray, Radiat
         raise PatternFileError(f"{path}: {two_theta.size} 2Theta positions but {counts.size} intensities")
     timing = points.find("{*}commonCountingTime")
     time_s = _number(path, timing.text, "commonCountingTime") if timing is not None and timing.text else 1.0
-    return two_theta, counts, radiation, time_s
+    return two_theta, counts, radiation, time_s, metadata
 
 
 def _file_bytes(path: Path) -> bytes:
@@ -332,6 +416,12 @@ def read_pattern(
         min_points: refuse a pattern of fewer points (:data:`MIN_POINTS_TO_ANALYSE` before an analysis; at
             least two, so 2θ has a range).
 
+    Returns:
+        The pattern; its ``metadata`` holds ``source_file`` and, for an .xrdml, what the file says of its optics
+        (only the keys it gives): ``anode``, ``kbeta_filter`` (the filter's material, ``"Ni"`` for Cu),
+        ``kbeta_filter_thickness_mm``, ``kbeta_wavelength_angstrom``, ``monochromator`` and ``kalpha1_only`` (why
+        the scan holds Kα1 alone: a Kα1 monochromator or a Kα2-stripping note; then it has no Kα2 line).
+
     Raises:
         PatternFileError: for an unreadable file, values no diffractometer measures, or when neither the file nor
             ``radiation`` gives the radiation.
@@ -339,9 +429,9 @@ def read_pattern(
     path = Path(path)
     data = _file_bytes(path)
     if path.suffix.lower() == ".xrdml":
-        two_theta, counts, found, time_s = _read_xrdml(path, data)
+        two_theta, counts, found, time_s, optics = _read_xrdml(path, data)
     else:
-        two_theta, counts, found, time_s = _read_text(path, data)
+        two_theta, counts, found, time_s, optics = _read_text(path, data)
     try:
         chosen = parse_radiation(radiation) if isinstance(radiation, str) else radiation or found
         if chosen is not None and chosen is found:
@@ -363,7 +453,7 @@ def read_pattern(
             ka2_ratio=chosen.ka2_ratio,
             counting_time_s=time_s,
             sample_id=sample_id or path.stem,
-            metadata={"source_file": str(path)},
+            metadata={"source_file": str(path), **optics},
         )
     except ValueError as error:
         raise PatternFileError(f"{path}: {error}") from None

@@ -17,6 +17,18 @@ anatase, rutile and four decoys) and NMF demixing of a simulated ternary composi
 Run (the OpenBLAS variables some machines set select a slower kernel; the bench re-executes itself without them)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/analysis.py [--n 2000] [--fit-n N]
+
+``--real DIR`` instead scores the whole-pattern fit on measured scans with weighed answers (the layout of
+``../shared/real_xrd``: ``ground_truth.csv``, ``scans/``, ``cif/``; see :mod:`analysis.real_xrd`). Each scan is read
+and fitted as ``crucible analyse SCAN --phase <one CIF per weighed phase>`` does (``analysis.readers.read_pattern``,
+then ``XRDPhaseAgent.analyse``, the default instrument resolution), and the table gives per scan set the
+weight-fraction MAE, the largest error, the share within 0.02 and 0.05, the 95 % coverage of the reported intervals,
+the RMS z-score and the fit's seconds per scan, then one row per scan and phase. A full run fits 12 scans, the
+8-minute ones with four times the points of the 2-minute ones; ``--limit N`` (the first N mixtures of
+``ground_truth.csv``) and ``--scan-set`` make a quick run::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/analysis.py --real ../shared/real_xrd \
+        [--limit N] [--scan-set 8min|2min|both] [--json-out rows.json]
 """
 
 from __future__ import annotations
@@ -30,9 +42,11 @@ if any(name in os.environ for name in _BLAS_VARIABLES):  # must happen before nu
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 # This file is called analysis.py: make sure "analysis" means the package, not this script.
@@ -46,12 +60,16 @@ import torch  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
+from agents.xrd_phase_agent import XRDPhaseAgent  # noqa: E402
 from analysis.demixing import demix  # noqa: E402
+from analysis.instrument_profile import InstrumentProfile  # noqa: E402
 from analysis.ml import PowderEnsemble, load_ensemble  # noqa: E402
 from analysis.ml.ensemble import WEIGHTS_DIR  # noqa: E402
 from analysis.phase_identification import PhaseLibrary, identify_phases  # noqa: E402
-from analysis.phase_quantification import Measurement, quantify_phases, radiation_of  # noqa: E402
+from analysis.phase_quantification import FitOptions, Measurement, quantify_phases, radiation_of  # noqa: E402
 from analysis.powder_model import load_reference_phase  # noqa: E402
+from analysis.readers import MIN_POINTS_TO_ANALYSE, read_pattern  # noqa: E402
+from analysis.real_xrd import SCAN_SETS, RealMixture, load_real_mixtures, score_fractions  # noqa: E402
 from sim_lab import phases as sim_phases  # noqa: E402
 from sim_lab.datasets import (  # noqa: E402
     MeasuredSample,
@@ -64,6 +82,8 @@ from sim_lab.datasets import (  # noqa: E402
     ternary_spread,
 )
 from sim_lab.scenarios import SCENARIOS  # noqa: E402
+
+XRDPhaseAgentFactory = Callable[[list[Path]], XRDPhaseAgent]
 
 PRESENT = 0.05
 Z95 = 1.959963984540054
@@ -236,6 +256,155 @@ def demixing_table(divisions: int) -> None:
     print()
 
 
+REAL_PROFILE = "aeris"
+
+
+def real_variants() -> dict[str, XRDPhaseAgentFactory]:
+    """The fit with its defaults on the shipped Aeris profile, and with each correction off one at a time."""
+    profile = InstrumentProfile.load(REAL_PROFILE)
+    base = FitOptions(asymmetry=profile.asymmetry, fraction_model_error=profile.fraction_model_error)
+
+    def agent(prof: InstrumentProfile | None, options: FitOptions | None) -> XRDPhaseAgentFactory:
+        return lambda cifs: XRDPhaseAgent(cifs, instrument=prof, options=options)
+
+    return {
+        "default": agent(profile, base),
+        "no anomalous dispersion": agent(profile, replace(base, anomalous=False)),
+        "no asymmetry": agent(profile, replace(base, asymmetry=0.0)),
+        "no Kβ line": agent(replace(profile, kbeta_ratio=0.0), base),
+        "B refined per phase": agent(profile, replace(base, refine_b_iso=True, b_iso_angstrom2=0.5)),
+        "Brindley, 2 µm grains": agent(profile, replace(base, particle_size_um=2.0)),
+        "Brindley 2 µm, no anomalous": agent(profile, replace(base, particle_size_um=2.0, anomalous=False)),
+        "no Bérar-Lelann": agent(profile, replace(base, correlation_correction=False)),
+        "no instrument profile": agent(None, None),
+    }
+
+
+def fit_real_scan(
+    mixture: RealMixture, scan_set: str, make_agent: XRDPhaseAgentFactory | None = None
+) -> list[dict[str, object]]:
+    """Read and fit one measured scan as ``crucible analyse SCAN --phase CIF ... --instrument aeris`` does; one row
+    per weighed phase.
+
+    ``seconds`` is the fit (:func:`quantify_phases` via the agent); ``setup_seconds`` the reading and the reference
+    phases' reflection lists, which the CLI builds too but a campaign builds once.
+    """
+    path = mixture.scans[scan_set]
+    started = time.perf_counter()
+    pattern = read_pattern(path, None, min_points=MIN_POINTS_TO_ANALYSE)  # as agents.analysis_agents.analyse_file
+    agent = (make_agent or real_variants()["default"])(list(mixture.cifs.values()))
+    radiation = radiation_of(pattern)
+    if agent.instrument is not None:
+        radiation = agent.instrument.radiation_for(radiation)
+    references = agent.references_for(radiation, float(pattern.two_theta_deg[-1]))
+    fitting = time.perf_counter()
+    failure, warnings = None, ()
+    try:
+        report = agent.analyse(pattern)
+        quantities, warnings = report.quantities, report.warnings
+    except Exception as error:  # a fit that fails on one scan is a result of the bench, not the end of it
+        quantities, failure = {}, f"{type(error).__name__}: {error}"
+    done = time.perf_counter()
+    nan = Measurement(math.nan, math.nan)
+    rows = []
+    for (phase, true), reference in zip(mixture.fractions.items(), references, strict=True):
+        fitted = quantities.get(f"{reference.name}_fraction", nan)
+        rows.append({
+            "scan_set": scan_set, "sample": mixture.sample, "file": path.name, "phase": phase,
+            "reference": reference.name, "true": true, "fitted": fitted.value, "std": fitted.std,
+            "std_statistical": fitted.std_statistical,
+            "error": fitted.value - true, "rwp": quantities.get("rwp", nan).value,
+            "zero_shift_deg": quantities.get("zero_shift_deg", nan).value,
+            "seconds": done - fitting, "setup_seconds": fitting - started, "failure": failure,
+            "warnings": list(warnings),
+        })
+    return rows
+
+
+def _json_safe(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _real_scan_line(row: dict[str, object]) -> str:
+    fitted = f"{row['fitted']:.4f} ± {row['std']:.4f}"
+    return (f"  {row['scan_set']:<5} {row['sample']:<40} {row['phase']:<8} {row['true']:>7.4f} {fitted:>17} "
+            f"{row['std_statistical']:>7.4f} {row['error']:>+8.4f} {row['rwp']:>7.4f} {row['zero_shift_deg']:>+8.4f} "
+            f"{row['seconds']:>6.1f}")
+
+
+def _statistical(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{**r, "std": r["std_statistical"]} for r in rows]
+
+
+def real_table(
+    directory: Path, limit: int | None, scan_sets: list[str], json_out: Path | None, variants: list[str] | None
+) -> None:
+    """Fit every scan of the first ``limit`` mixtures with the default fit (per-scan rows printed) and with each
+    correction off, then print the scores per variant and scan set."""
+    mixtures = load_real_mixtures(directory)[:limit]
+    available = real_variants()
+    chosen = variants or list(available)
+    print(f"real scans: {directory} ({len(mixtures)} mixtures; scan sets {', '.join(scan_sets)}); instrument profile "
+          f"{REAL_PROFILE!r}, one reference CIF per weighed phase; std = total (with the profile's model error), "
+          "stat = statistical only\n")
+    print(f"  {'set':<5} {'sample':<40} {'phase':<8} {'true':>7} {'fitted ± std':>17} {'stat':>7} {'error':>8} "
+          f"{'Rwp':>7} {'zero(°)':>8} {'fit s':>6}")
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    all_rows: list[dict[str, object]] = []
+    for variant in chosen:
+        rows: list[dict[str, object]] = []
+        for scan_set in scan_sets:
+            for mixture in mixtures:
+                scan_rows = fit_real_scan(mixture, scan_set, available[variant])
+                rows += scan_rows
+                if variant == chosen[0]:
+                    for row in scan_rows:
+                        print(_real_scan_line(row), flush=True)
+                    for warning in scan_rows[0]["warnings"]:
+                        print(f"    warning: {warning}", flush=True)
+                if scan_rows[0]["failure"]:
+                    print(f"    {variant}: fit failed: {scan_rows[0]['failure']}", flush=True)
+        all_rows += [{**r, "variant": variant} for r in rows]
+        if json_out is not None:  # rewritten after every variant, so a long run that is stopped keeps its rows
+            json_out.write_text(json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in all_rows], indent=1))
+        for scan_set in scan_sets:
+            own = [r for r in rows if r["scan_set"] == scan_set]
+            score = score_fractions(own)
+            score["coverage_95_statistical"] = score_fractions(_statistical(own))["coverage_95"]
+            scores.setdefault(variant, {})[scan_set] = score
+        print(f"  ... {variant}: " + ", ".join(
+            f"{s} MAE {scores[variant][s]['mae']:.4f}" for s in scan_sets), flush=True)
+    print()
+    header = ["variant"] + [f"{s} {k}" for s in scan_sets for k in ("MAE", "max", "≤.02", "≤.05", "cov tot",
+                                                                      "cov stat", "s med", "s mean")]
+    print("  ".join(f"{h:>9}" if i else f"{h:<26}" for i, h in enumerate(header)))
+    for variant in chosen:
+        cells = [variant]
+        for scan_set in scan_sets:
+            sc = scores[variant][scan_set]
+            cells += [f"{sc['mae']:.4f}", f"{sc['max_abs_error']:.4f}", f"{sc['within_0.02']:.3f}",
+                      f"{sc['within_0.05']:.3f}", f"{sc['coverage_95']:.3f}", f"{sc['coverage_95_statistical']:.3f}",
+                      f"{sc['median_seconds']:.1f}", f"{sc['mean_seconds']:.1f}"]
+        print("  ".join(f"{c:>9}" if i else f"{c:<26}" for i, c in enumerate(cells)))
+    default = [r for r in all_rows if r["variant"] == chosen[0]]
+    print(f"\nmodel error c for 95 % total coverage of '{chosen[0]}' (std² = stat² + c² w(1 − w)): "
+          f"{calibrated_model_error(default):.4f}")
+    if json_out is not None:
+        print(f"\nrows written to {json_out}")
+
+
+def calibrated_model_error(rows: list[dict[str, object]]) -> float:
+    """The smallest c for which 95 % of the true fractions fall within 1.96 sqrt(stat² + c² w (1 − w))."""
+    usable = [r for r in rows if math.isfinite(float(r["fitted"])) and math.isfinite(float(r["std_statistical"]))]
+    for c in np.arange(0.0, 0.5, 0.0005):
+        inside = [abs(float(r["error"])) <= 1.96 * math.hypot(
+            float(r["std_statistical"]), c * math.sqrt(max(float(r["fitted"]) * (1 - float(r["fitted"])), 0.0)))
+            for r in usable]
+        if usable and np.mean(inside) >= 0.95:
+            return float(c)
+    return math.nan
+
+
 def blas_summary() -> str:
     parts = []
     for pool in threadpool_info():
@@ -251,12 +420,27 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", help="scenario(s); default: every one with shipped weights")
     parser.add_argument("--open-set-n", type=int, default=50, help="patterns per open-set row (0 skips)")
     parser.add_argument("--spread-divisions", type=int, default=20, help="ternary spread grid (0 skips)")
+    parser.add_argument("--real", type=Path, metavar="DIR",
+                        help="instead: score the fit on measured scans with weighed answers (DIR/ground_truth.csv)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="--real: the first N mixtures only")
+    parser.add_argument("--scan-set", choices=(*SCAN_SETS, "both"), default="both", help="--real: which scans")
+    parser.add_argument("--json-out", type=Path, metavar="FILE", help="--real: write the per-scan rows as JSON")
+    parser.add_argument("--variant", action="append", default=None,
+                        help="--real: only these fit variants (repeatable; default: all)")
     args = parser.parse_args()
+    if args.real is None and (args.limit is not None or args.json_out is not None or args.scan_set != "both"):
+        parser.error("--limit, --scan-set and --json-out go with --real DIR")
     torch.set_num_threads(1)
-    scenarios = args.scenario or [p.stem for p in sorted(WEIGHTS_DIR.glob("*.json")) if p.stem in SCENARIOS]
     print(f"BLAS: {blas_summary()}")
     unset = ", ".join(f"{name}={os.environ.get(name)}" for name in _BLAS_VARIABLES)
     print(f"{unset}; torch {torch.__version__}, {torch.get_num_threads()} thread")
+    if args.real is not None:
+        with threadpool_limits(1):
+            print(f"BLAS limited to: {blas_summary()}\n")
+            real_table(args.real, args.limit, list(SCAN_SETS) if args.scan_set == "both" else [args.scan_set],
+                       args.json_out, args.variant)
+        return
+    scenarios = args.scenario or [p.stem for p in sorted(WEIGHTS_DIR.glob("*.json")) if p.stem in SCENARIOS]
     with threadpool_limits(1):
         print(f"BLAS limited to: {blas_summary()}\n")
         for scenario in scenarios:

@@ -606,6 +606,10 @@ def analyse(
         "tio2_calcination"
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the quantities as JSON.")] = False,
+    instrument: Annotated[
+        str | None,
+        typer.Option("--instrument", help="Instrument profile for the fit: a JSON file or a shipped name (aeris)."),
+    ] = None,
 ) -> None:
     """Analyse one measured pattern file on its own: phase fractions, lattices and sizes with uncertainties."""
     from agents.analysis_agents import ANALYSES, analyse_file
@@ -617,17 +621,22 @@ def analyse(
             raise PatternFileError(f"phase file {name}: no such file")
     phases = [Path(name) if name.lower().endswith(".cif") else name for name in phase or ("anatase", "rutile")]
     try:
-        report = analyse_file(pattern_file, analysis, radiation, phases, model)
+        report = analyse_file(pattern_file, analysis, radiation, phases, model, instrument)
     except PatternFileError:
         raise  # already names the file
     except (KeyError, ValueError, OSError) as error:  # an unknown built-in phase or model, a pattern the fit cannot use
         raise PatternFileError(f"{pattern_file}: {error}") from None
+    warnings = list(report.warnings)
+    if not phase and analysis != "network":
+        warnings.insert(0, "no --phase given: fitted the default anatase + rutile; name the phases the sample holds")
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
+        console.print_json(json.dumps({**report.as_dict(), "warnings": warnings}))
         return
     console.print(f"{pattern_file} ({analysis}, agent {report.agent})")
     for name, measurement in report.quantities.items():
         console.print(f"  {name:<36} {measurement.value:>12.5g} ± {measurement.std:.2g}", highlight=False)
+    for warning in warnings:
+        console.print(f"  warning: {escape(warning)}", highlight=False)
 
 
 @app.command("sim")

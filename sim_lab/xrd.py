@@ -25,7 +25,7 @@ For a sample of phases ``p`` (each a :class:`PhaseInSample`), the expected count
    Bragg angle θ of the line::
 
        Γ_G = sqrt(U tan²θ + V tanθ + W)                               (Caglioti, instrument)
-       Γ_L = (180/π) · (0.9 λ / (D cosθ) + 4 ε tanθ)                  (Scherrer size + microstrain)
+       Γ_L = (180/π) · (K λ / (D cosθ) + 4 ε tanθ), K = 1.107        (sphere diameter D + microstrain)
        Γ   = (Γ_G⁵ + 2.69269 Γ_G⁴Γ_L + 2.42843 Γ_G³Γ_L² + 4.47163 Γ_G²Γ_L³ + 0.07842 Γ_GΓ_L⁴ + Γ_L⁵)^(1/5)
        q   = Γ_L / Γ,   η = 1.36603 q − 0.47719 q² + 0.11116 q³
        Ω(Δ) = η · (2 / (π Γ)) / (1 + 4 Δ²/Γ²)
@@ -59,6 +59,7 @@ from instruments.readings import Diffractogram
 __all__ = [
     "CU_KA1_ANGSTROM",
     "CU_KA2_ANGSTROM",
+    "SPHERE_FWHM_K",
     "PhaseInSample",
     "PowderDiffractometer",
     "Reflections",
@@ -72,6 +73,8 @@ __all__ = [
 
 CU_KA1_ANGSTROM = 1.54056
 CU_KA2_ANGSTROM = 1.54439
+SPHERE_FWHM_K = 1.107
+"""FWHM Scherrer constant for spheres of diameter D (the analysis and the SAXS/PDF simulators use D too)."""
 _REFLECTION_MARGIN_DEG = 5.0
 _LN2 = math.log(2.0)
 
@@ -84,7 +87,7 @@ class PhaseInSample:
         name: phase name, e.g. ``"anatase"`` (also part of the reflection-cache key).
         structure: the phase's crystal structure (lattice in Å).
         weight_fraction: mass fraction of the phase in the sample, in [0, 1].
-        crystallite_size_nm: volume-weighted coherent-domain size D in nm (Scherrer, K = 0.9).
+        crystallite_size_nm: sphere diameter D of the coherent domains in nm (FWHM Scherrer constant K = 1.107).
         microstrain: dimensionless microstrain ε (Δd/d), broadening 4 ε tanθ.
     """
 
@@ -138,10 +141,11 @@ def lorentzian_fwhm_deg(
     crystallite_size_nm: float,
     microstrain: float,
 ) -> NDArray[np.float64]:
-    """Sample Lorentzian FWHM ``(180/π)(0.9 λ / (D cosθ) + 4 ε tanθ)`` in degrees 2θ, D = 10 · size in Å."""
+    """Sample Lorentzian FWHM ``(180/π)(K λ / (D cosθ) + 4 ε tanθ)`` in degrees 2θ, D = 10 · size in Å."""
     theta = np.radians(two_theta_deg) / 2.0
     size_angstrom = 10.0 * crystallite_size_nm
-    return np.degrees(0.9 * wavelength_angstrom / (size_angstrom * np.cos(theta)) + 4.0 * microstrain * np.tan(theta))
+    size_term = SPHERE_FWHM_K * wavelength_angstrom / (size_angstrom * np.cos(theta))
+    return np.degrees(size_term + 4.0 * microstrain * np.tan(theta))
 
 
 def tch_fwhm_and_eta(

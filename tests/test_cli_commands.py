@@ -100,6 +100,7 @@ def test_analyse_a_pattern_file_with_the_fit_and_with_identification(tmp_path: P
     quantities = json.loads(fitted.stdout)
     assert quantities["rutile_fraction"]["value"] == pytest.approx(sample.quantities["rutile_fraction"], abs=0.02)
     assert quantities["rutile_fraction"]["std"] > 0
+    assert quantities["warnings"][0].startswith("no --phase given")  # the default phase list is said, not silent
     brookite().to(filename=str(tmp_path / "brookite.cif"))
     identified = crucible(
         "analyse", str(path), "-a", "identify", "-p", "anatase", "-p", "rutile", "-p", "brookite.cif", cwd=tmp_path

@@ -12,6 +12,7 @@ from sim_lab import phases
 from sim_lab.xrd import (
     CU_KA1_ANGSTROM,
     CU_KA2_ANGSTROM,
+    SPHERE_FWHM_K,
     PhaseInSample,
     PowderDiffractometer,
     phase_scale,
@@ -117,10 +118,10 @@ def test_zero_shift_moves_every_peak_by_the_same_angle() -> None:
 
 @pytest.mark.parametrize("size_nm", [8.0, 15.0, 30.0, 60.0])
 def test_scherrer_width_of_an_isolated_peak(size_nm: float) -> None:
-    # Anatase 200 (48.0°) has no neighbour within 5°; with no instrumental width the FWHM is Scherrer's.
+    # Anatase 200 (48.0°) has no neighbour within 5°; with no instrumental width the FWHM is Scherrer's (spheres).
     two_theta = bragg_two_theta_deg((2, 0, 0), A_ANATASE, C_ANATASE, CU_KA1_ANGSTROM)
     theta = math.radians(two_theta / 2.0)
-    predicted = math.degrees(0.9 * CU_KA1_ANGSTROM / (10.0 * size_nm * math.cos(theta)))
+    predicted = math.degrees(SPHERE_FWHM_K * CU_KA1_ANGSTROM / (10.0 * size_nm * math.cos(theta)))
     x = SHARP.two_theta_deg
     measured = fwhm_deg(x, SHARP.expected_counts(anatase_sample(size_nm), 1.0), two_theta)
     assert measured == pytest.approx(predicted, rel=0.03)
@@ -135,7 +136,7 @@ def test_peaks_widen_as_crystallites_shrink_on_a_real_instrument() -> None:
     theta = math.radians(48.04 / 2.0)
     gaussian = math.sqrt(0.004 * math.tan(theta) ** 2 - 0.002 * math.tan(theta) + 0.002)
     for size_nm, measured in zip((80, 40, 20, 10), widths, strict=True):
-        lorentzian = math.degrees(0.9 * CU_KA1_ANGSTROM / (10.0 * size_nm * math.cos(theta)))
+        lorentzian = math.degrees(SPHERE_FWHM_K * CU_KA1_ANGSTROM / (10.0 * size_nm * math.cos(theta)))
         total, _ = tch_fwhm_and_eta(np.array(gaussian), np.array(lorentzian))
         assert measured == pytest.approx(float(total), rel=0.02)
 
