@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from analysis.instrument_profile import InstrumentProfile
 from agents.xrd_phase_agent import AnalysisReport, XRDPhaseAgent
 from analysis.demixing import Demixing, demix
+from analysis.instrument_profile import InstrumentProfile
 from analysis.ml import PowderEnsemble, load_ensemble
 from analysis.pdf_fit import fit_nanoparticle
 from analysis.phase_identification import OpenSetThresholds, PhaseIdentification, PhaseLibrary, identify_phases
