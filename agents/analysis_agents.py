@@ -96,10 +96,12 @@ class PhaseIdentificationAgent:
         library: dict[str, str | Path | Structure] | Sequence[str | Path | Structure] | PhaseLibrary,
         thresholds: OpenSetThresholds | None = None,
         caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
+        instrument: InstrumentProfile | None = None,
     ) -> None:
         self.library = library if isinstance(library, PhaseLibrary) else PhaseLibrary(library)
         self.thresholds = thresholds or OpenSetThresholds()
         self.caglioti_uvw_deg2 = caglioti_uvw_deg2
+        self.instrument = instrument
         self.last_identification: PhaseIdentification | None = None
         self._pending: list[Diffractogram] = []
 
@@ -112,7 +114,7 @@ class PhaseIdentificationAgent:
 
     def analyse(self, reading: Diffractogram) -> AnalysisReport:
         result = identify_phases(reading, self.library, thresholds=self.thresholds,
-                                 caglioti_uvw_deg2=self.caglioti_uvw_deg2)
+                                 caglioti_uvw_deg2=self.caglioti_uvw_deg2, instrument=self.instrument)
         self.last_identification = result
         quantities = dict(result.fit.quantities()) if result.fit is not None else {}
         quantities.update({
@@ -121,7 +123,8 @@ class PhaseIdentificationAgent:
             "unexplained_fraction": Measurement(result.unexplained_fraction, 0.0),
             "rwp": Measurement(result.rwp, 0.0),
         })
-        return AnalysisReport(self.name, reading.sample_id, quantities, result.fit)
+        warnings = result.fit.warnings if result.fit is not None else ()
+        return AnalysisReport(self.name, reading.sample_id, quantities, result.fit, warnings)
 
 
 class DemixingAgent:
@@ -256,11 +259,11 @@ def analyse_file(
         ValueError: for an unknown analysis.
     """
     pattern = read_pattern(path, radiation, min_points=MIN_POINTS_TO_ANALYSE)
+    profile = InstrumentProfile.load(instrument) if instrument is not None else None
     if analysis == "fit":
-        profile = InstrumentProfile.load(instrument) if instrument is not None else None
         return XRDPhaseAgent(list(phases), instrument=profile).analyse(pattern)
     if analysis == "network":
         return XRDNetworkAgent(model).analyse(pattern)
     if analysis == "identify":
-        return PhaseIdentificationAgent(list(phases)).analyse(pattern)
+        return PhaseIdentificationAgent(list(phases), instrument=profile).analyse(pattern)
     raise ValueError(f"unknown analysis {analysis!r}; choose one of {', '.join(ANALYSES)}")

@@ -6,7 +6,9 @@ Caglioti Gaussian width (U, V, W in deg²), the axial-divergence asymmetry ``A``
 intensity that leaks through the filter relative to Kα1, the zero shift found when it was refined (a start, the
 fit refines the zero shift of every scan), and the weight-fraction model error measured on weighed mixtures
 scanned on this instrument (``fraction_model_error``: the fit's fraction std gains ``c · sqrt(w (1 − w))`` in
-quadrature, what counting statistics cannot know). :func:`refine_instrument_profile` makes one from a scan of known
+quadrature, what counting statistics cannot know), and the unexplained-intensity share above which phase
+identification declares an unknown phase (``unexplained_fraction``, calibrated on fits of the right phases on this
+instrument, whose profile misfit leaves some). :func:`refine_instrument_profile` makes one from a scan of known
 phases; ``bench/analysis.py --real`` measures the model error.
 """
 
@@ -39,6 +41,7 @@ class InstrumentProfile:
     kbeta_angstrom: float = CU_KBETA_ANGSTROM
     zero_shift_deg: float = 0.0
     fraction_model_error: float = 0.0
+    unexplained_fraction: float | None = None
     source: str = ""
 
     def __post_init__(self) -> None:

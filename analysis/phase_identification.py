@@ -24,8 +24,8 @@ Two steps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,8 @@ from numpy.typing import NDArray
 from pymatgen.core import Structure
 from scipy.optimize import nnls
 
-from analysis.phase_quantification import PhaseQuantification, quantify_phases, radiation_of
+from analysis.instrument_profile import InstrumentProfile
+from analysis.phase_quantification import FitOptions, Measurement, PhaseQuantification, quantify_phases, radiation_of
 from analysis.powder_model import (
     Radiation,
     ReferencePhase,
@@ -56,16 +57,23 @@ class OpenSetThresholds:
     """When a pattern is declared to hold an unknown phase.
 
     Attributes:
-        reduced_chi2: reduced χ² of the refined fit above which the known phases do not explain the data.
+        reduced_chi2: reduced χ² of the refined fit above which the known phases do not explain the data (None: not
+            used; a real laboratory fit of the right phases sits at 3-10, so a fixed threshold carries no
+            information there).
         unexplained_fraction: unexplained peak counts / fitted diffracted counts above which a phase is missing.
-        significance: standard deviations of a window's counts its excess must pass to count as unexplained.
+        significance: standard deviations of a window's counts its excess must pass to count as unexplained; the
+            standard deviation is the counting noise widened by the fit's own misfit level (sqrt of the reduced χ²
+            when above 1), so a misfit spread over the whole pattern is not taken for a missing phase's peaks.
         window_deg: width of the residual windows in degrees 2θ (about a peak width).
+        decoy_significance: a refined phase is kept only if leaving it out raises χ² by more than this many
+            standard deviations of the misfit (χ² change / (reduced χ² x Bérar-Lelann factor), square-rooted).
     """
 
-    reduced_chi2: float = 1.2
+    reduced_chi2: float | None = 1.2
     unexplained_fraction: float = 0.01
     significance: float = 5.0
     window_deg: float = 0.3
+    decoy_significance: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -132,11 +140,27 @@ class PhaseLibrary:
 
 
 def _screening_columns(
-    phase: ReferencePhase, x: NDArray[np.float64], radiation: Radiation, uvw: tuple[float, float, float]
+    phase: ReferencePhase,
+    x: NDArray[np.float64],
+    radiation: Radiation,
+    uvw: tuple[float, float, float],
+    asymmetry: float = 0.0,
+    zero_shift_deg: float = 0.0,
 ) -> list[NDArray[np.float64]]:
     reference = free_lattice_parameters(phase.structure, phase.crystal_system)
     return [
-        phase_pattern(phase, x, radiation, {k: v * scale for k, v in reference.items()}, size, 0.0, 0.0, uvw)
+        phase_pattern(
+            phase,
+            x,
+            radiation,
+            {k: v * scale if k in ("a", "b", "c") else v for k, v in reference.items()},
+            size,
+            0.0,
+            zero_shift_deg,
+            uvw,
+            asymmetry=asymmetry,
+            anomalous=True,
+        )
         for size in _SCREEN_SIZES_NM
         for scale in _SCREEN_SCALES
     ]
@@ -148,6 +172,7 @@ def screen(
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
     background_terms: int = 6,
     cache: dict[tuple[object, ...], list[NDArray[np.float64]]] | None = None,
+    instrument: InstrumentProfile | None = None,
 ) -> list[Candidate]:
     """Rank ``phases`` by their share of the diffracted intensity in a non-negative least-squares fit, best first.
 
@@ -156,16 +181,20 @@ def screen(
     """
     x, y = pattern.two_theta_deg, pattern.counts
     radiation = radiation_of(pattern)
+    asymmetry = zero = 0.0
+    if instrument is not None:
+        radiation, caglioti_uvw_deg2 = instrument.radiation_for(radiation), instrument.caglioti_uvw_deg2
+        asymmetry, zero = instrument.asymmetry, instrument.zero_shift_deg
     sigma = np.sqrt(np.maximum(y, 1.0))
     t = 2.0 * (x - x[0]) / (x[-1] - x[0]) - 1.0
     basis = chebyshev.chebvander(t, background_terms - 1)
     columns, owner = [], []
-    grid_key = (float(x[0]), float(x[-1]), x.size, radiation, tuple(caglioti_uvw_deg2))
+    grid_key = (float(x[0]), float(x[-1]), x.size, radiation, tuple(caglioti_uvw_deg2), asymmetry, zero)
     for p, phase in enumerate(phases):
         key = (phase.name, *phase.structure.lattice.abc, *grid_key)
         rendered = None if cache is None else cache.get(key)
         if rendered is None:
-            rendered = _screening_columns(phase, x, radiation, caglioti_uvw_deg2)
+            rendered = _screening_columns(phase, x, radiation, caglioti_uvw_deg2, asymmetry, zero)
             if cache is not None:
                 cache[key] = rendered
         for column in rendered:
@@ -191,11 +220,44 @@ def unexplained_fraction(pattern: Diffractogram, fit: PhaseQuantification, signi
     width = max(int(round(window_deg / step)), 1)
     kernel = np.ones(width)
     excess = np.convolve(residual, kernel, mode="same")
-    noise = np.sqrt(np.convolve(np.maximum(fit.calculated, 1.0), kernel, mode="same"))
+    misfit = np.sqrt(max(fit.reduced_chi2, 1.0) * fit.correlation_factor)
+    noise = misfit * np.sqrt(np.convolve(np.maximum(fit.calculated, 1.0), kernel, mode="same"))
     significant = excess > significance * noise
     unexplained = float(np.sum(np.clip(residual, 0.0, None)[_dilate(significant, width // 2)]))
     diffracted = float(np.sum(np.clip(fit.calculated - fit.background, 0.0, None)))
     return unexplained / diffracted if diffracted > 0 else float("inf")
+
+
+def _statistical_std(measurement: Measurement) -> float:
+    """The statistical std when known: whether a phase is there is a question for the data, not for the instrument
+    profile's model error (which would hide a real 10 % phase)."""
+    return measurement.std_statistical if np.isfinite(measurement.std_statistical) else measurement.std
+
+
+def _chi2(pattern: Diffractogram, fit: PhaseQuantification) -> float:
+    return float(np.sum((pattern.counts - fit.calculated) ** 2 / np.maximum(pattern.counts, 1.0)))
+
+
+def _without_decoys(
+    pattern: Diffractogram,
+    fit: PhaseQuantification,
+    names: list[str],
+    fit_of: Callable[[list[str]], PhaseQuantification],
+    significance: float,
+    shares: dict[str, float],
+) -> tuple[PhaseQuantification, list[str]]:
+    """Drop minor phases (below 10 % of the screening's diffracted intensity: a weakly scattering phase can hold a
+    large weight fraction) whose removal does not worsen the fit significantly: the χ² change, in units of the
+    misfit level (reduced χ² times the Bérar-Lelann factor), must exceed ``significance²``."""
+    for name in sorted(names, key=lambda n: shares.get(n, 0.0)):
+        if len(names) < 2 or shares.get(name, 0.0) >= 0.10:
+            break
+        rest = [other for other in names if other != name]
+        without = fit_of(rest)
+        misfit = max(fit.reduced_chi2, 1.0) * fit.correlation_factor
+        if (_chi2(pattern, without) - _chi2(pattern, fit)) / misfit < significance**2:
+            fit, names = without, rest
+    return fit, names
 
 
 def _dilate(mask: NDArray[np.bool_], half_width: int) -> NDArray[np.bool_]:
@@ -212,6 +274,7 @@ def identify_phases(
     min_fraction: float = 0.01,
     thresholds: OpenSetThresholds | None = None,
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002),
+    instrument: InstrumentProfile | None = None,
 ) -> PhaseIdentification:
     """Rank the library's phases for ``pattern``, refine the likely ones, and test for an unknown phase.
 
@@ -222,29 +285,50 @@ def identify_phases(
         min_share: a phase needs this share of the diffracted intensity in the screening to be refined.
         min_fraction: a refined phase below this weight fraction (or below 3 standard deviations) is dropped.
         thresholds: the open-set decision (:class:`OpenSetThresholds`).
-        caglioti_uvw_deg2: the instrument's resolution U, V, W in deg².
+        caglioti_uvw_deg2: the instrument's resolution U, V, W in deg² (ignored with ``instrument``).
+        instrument: the diffractometer's profile (widths, asymmetry, Kβ leak), for screening and refinement.
     """
     cache = None
+    radiation = radiation_of(pattern)
+    options = None
+    if instrument is not None:
+        radiation, caglioti_uvw_deg2 = instrument.radiation_for(radiation), instrument.caglioti_uvw_deg2
+        options = FitOptions(asymmetry=instrument.asymmetry, fraction_model_error=instrument.fraction_model_error)
     if isinstance(library, PhaseLibrary):
-        phases = library.phases_for(radiation_of(pattern), float(pattern.two_theta_deg[-1]))
+        phases = library.phases_for(radiation, float(pattern.two_theta_deg[-1]))
         cache = library.screening_cache
     else:
         phases = list(library)
     thresholds = thresholds or OpenSetThresholds()
-    candidates = screen(pattern, phases, caglioti_uvw_deg2, cache=cache)
+    candidates = screen(pattern, phases, caglioti_uvw_deg2, cache=cache, instrument=instrument)
     chosen = [c.name for c in candidates if c.share >= min_share][:max_phases] or [candidates[0].name]
     by_name = {p.name: p for p in phases}
+    shares = {c.name: c.share for c in candidates}
+    if instrument is not None and instrument.unexplained_fraction is not None:
+        thresholds = replace(thresholds, unexplained_fraction=instrument.unexplained_fraction)
+
+    def fit_of(names: list[str]) -> PhaseQuantification:
+        return quantify_phases(
+            pattern, [by_name[name] for name in names], caglioti_uvw_deg2, options=options, radiation=radiation
+        )
 
     def refine(names: list[str]) -> tuple[PhaseQuantification, list[str], float, bool]:
-        fit = quantify_phases(pattern, [by_name[name] for name in names], caglioti_uvw_deg2)
+        fit = fit_of(names)
         # A phase the refinement cannot tell from zero (below min_fraction or 3 standard deviations) is dropped and
         # the rest refined again, so that a decoy that soaked up a little misfit in the screening is not reported.
-        found = [p.name for p in fit.phases
-                 if p.weight_fraction.value >= max(min_fraction, 3.0 * p.weight_fraction.std)] or [names[0]]
+        found = [
+            p.name for p in fit.phases
+            if p.weight_fraction.value >= max(min_fraction, 3.0 * _statistical_std(p.weight_fraction))
+        ] or [names[0]]
         if len(found) < len(names):
-            fit = quantify_phases(pattern, [by_name[name] for name in found], caglioti_uvw_deg2)
+            fit = fit_of(found)
         unexplained = unexplained_fraction(pattern, fit, thresholds.significance, thresholds.window_deg)
-        unknown = fit.reduced_chi2 > thresholds.reduced_chi2 or unexplained > thresholds.unexplained_fraction
+        if unexplained <= thresholds.unexplained_fraction:  # a fit missing a phase cannot tell decoys apart
+            fit, found = _without_decoys(pattern, fit, found, fit_of, thresholds.decoy_significance, shares)
+            unexplained = unexplained_fraction(pattern, fit, thresholds.significance, thresholds.window_deg)
+        unknown = unexplained > thresholds.unexplained_fraction
+        if thresholds.reduced_chi2 is not None and instrument is None:
+            unknown = unknown or fit.reduced_chi2 > thresholds.reduced_chi2
         return fit, found, unexplained, unknown
 
     fit, found, unexplained, unknown = refine(chosen)
