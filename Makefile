@@ -25,7 +25,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y chromium chromium-driver) \
 		|| echo "could not install chromium: tests/test_prefect_ui.py will fail and say how to install it"
-	$(BIN)/python -m pytest
+	# two workers: most tests wait on instrument servers, Prefect or subprocesses, so two cores serve two at once
+	$(BIN)/python -m pytest -n 2 --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
