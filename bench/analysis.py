@@ -70,6 +70,7 @@ from analysis.phase_quantification import FitOptions, Measurement, quantify_phas
 from analysis.powder_model import load_reference_phase  # noqa: E402
 from analysis.readers import MIN_POINTS_TO_ANALYSE, read_pattern  # noqa: E402
 from analysis.real_xrd import SCAN_SETS, RealMixture, load_real_mixtures, score_fractions  # noqa: E402
+from instruments.readings import Diffractogram  # noqa: E402
 from sim_lab import phases as sim_phases  # noqa: E402
 from sim_lab.datasets import (  # noqa: E402
     MeasuredSample,
@@ -393,6 +394,56 @@ def real_table(
         print(f"\nrows written to {json_out}")
 
 
+def sim_like_table(directory: Path, scan_set: str, png_dir: Path | None) -> None:
+    """Each mixture's real scan and a simulated scan of it (``sim_lab.real_like``), refitted with the same model:
+    Rwp side by side. A simulator as hard as reality gives a ratio near 1."""
+    from sim_lab.real_like import simulate_real_mixture
+
+    profile = InstrumentProfile.load(REAL_PROFILE)
+    rng = np.random.default_rng(1)
+    print(f"\nsimulated vs real {scan_set} scans, both refitted with the default fit and profile {REAL_PROFILE!r}\n")
+    print(f"  {'sample':<40} {'Rwp real':>9} {'Rwp sim':>9} {'Rexp':>7} {'real/sim':>9}  sim fraction errors")
+    ratios = []
+    for index, mixture in enumerate(load_real_mixtures(directory)):
+        real = read_pattern(mixture.scans[scan_set], None, min_points=MIN_POINTS_TO_ANALYSE)
+        fit = XRDPhaseAgent(list(mixture.cifs.values()), instrument=profile).analyse(real).details
+        simulated = simulate_real_mixture(real, mixture.cifs, mixture.fractions, fit, profile, rng)
+        refit = XRDPhaseAgent(list(mixture.cifs.values()), instrument=profile).analyse(simulated).details
+        errors = " ".join(f"{p.weight_fraction.value - true:+.3f}"
+                          for true, p in zip(mixture.fractions.values(), refit.phases, strict=True))
+        ratios.append(fit.rwp / refit.rwp)
+        print(f"  {mixture.sample:<40} {fit.rwp:>9.4f} {refit.rwp:>9.4f} {fit.rexp:>7.4f} {ratios[-1]:>9.2f}  {errors}",
+              flush=True)
+        if png_dir is not None and index == 0:
+            _plot_real_and_simulated(real, simulated, mixture.sample, png_dir / f"real-vs-simulated-{scan_set}.png")
+    inside = sum(1 / 1.3 <= r <= 1.3 for r in ratios)
+    print(f"\n  {inside} of {len(ratios)} within 1.3x; simulated at least as hard (real/sim <= 1.3): "
+          f"{sum(r <= 1.3 for r in ratios)} of {len(ratios)}")
+
+
+def _plot_real_and_simulated(real: Diffractogram, simulated: Diffractogram, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 2, figsize=(13, 7), gridspec_kw={"width_ratios": [3, 1]})
+    for row, (pattern, label) in enumerate(((real, "measured (Aeris, 8 min)"), (simulated, "simulated"))):
+        for column, window in enumerate(((10.0, 100.0), (24.0, 38.0))):
+            axis = axes[row][column]
+            keep = (pattern.two_theta_deg >= window[0]) & (pattern.two_theta_deg <= window[1])
+            axis.plot(pattern.two_theta_deg[keep], pattern.counts[keep], lw=0.6, color="k" if row == 0 else "C0")
+            axis.set_xlim(*window)
+            axis.set_title(f"{label}: {title}" if column == 0 else "detail", fontsize=9)
+            axis.set_xlabel("2θ (deg)")
+            axis.set_ylabel("counts")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    print(f"  picture: {path}")
+
+
 def calibrated_model_error(rows: list[dict[str, object]]) -> float:
     """The smallest c for which 95 % of the true fractions fall within 1.96 sqrt(stat² + c² w (1 − w))."""
     usable = [r for r in rows if math.isfinite(float(r["fitted"])) and math.isfinite(float(r["std_statistical"]))]
@@ -425,6 +476,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="--real: the first N mixtures only")
     parser.add_argument("--scan-set", choices=(*SCAN_SETS, "both"), default="both", help="--real: which scans")
     parser.add_argument("--json-out", type=Path, metavar="FILE", help="--real: write the per-scan rows as JSON")
+    parser.add_argument("--sim-like", action="store_true",
+                        help="--real: also simulate every mixture as the real instrument measures it and compare Rwp")
+    parser.add_argument("--png-dir", type=Path, default=None, help="--sim-like: where to save the side-by-side plot")
     parser.add_argument("--variant", action="append", default=None,
                         help="--real: only these fit variants (repeatable; default: all)")
     args = parser.parse_args()
@@ -437,6 +491,9 @@ def main() -> None:
     if args.real is not None:
         with threadpool_limits(1):
             print(f"BLAS limited to: {blas_summary()}\n")
+            if args.sim_like:
+                sim_like_table(args.real, "8min" if args.scan_set == "both" else args.scan_set, args.png_dir)
+                return
             real_table(args.real, args.limit, list(SCAN_SETS) if args.scan_set == "both" else [args.scan_set],
                        args.json_out, args.variant)
         return

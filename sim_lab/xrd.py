@@ -36,6 +36,16 @@ For a sample of phases ``p`` (each a :class:`PhaseInSample`), the expected count
 7. **Background.** ``B(2θ) = Σ_k c_k T_k(t)``, Chebyshev polynomials of the first kind in
    ``t = 2 (2θ − 2θ_min) / (2θ_max − 2θ_min) − 1`` with coefficients ``background_chebyshev``.
 
+8. **What a real benchtop instrument adds** (each off by default, so the scenarios keep the model above; on with
+   :meth:`PowderDiffractometer.like_real`): the split pseudo-Voigt of axial divergence (low-angle half ``1 + a``
+   wider, ``a = asymmetry / tan 2θ``), a Kβ line leaking through the filter (``kbeta_ratio``), each element's
+   anomalous dispersion (f', f'' from ``xraydb``) in ``I_hkl``, March-Dollase preferred orientation per phase
+   (``PhaseInSample.preferred_orientation_hkl``, ``march_dollase_r``, averaged over the reflection's symmetry
+   equivalents), Brindley microabsorption for grains of ``grain_size_um`` (phases absorbing more than the mixture
+   look weaker), an explicit background in counts per second (``background_counts_per_s``: air scatter,
+   fluorescence) instead of the Chebyshev one, and particle statistics (``particle_statistics``: each
+   reflection's intensity scattered lognormally, as a finite number of grains in diffracting position makes it).
+
 With the default flux a 1 s/step scan of pure 20 nm anatase peaks at ~10⁴ counts over a ~200-count background.
 Reference: R. A. Young (ed.), *The Rietveld Method* (1993), ch. 1 and 7; Thompson, Cox & Hastings,
 J. Appl. Cryst. 20, 79 (1987); Hill & Howard, J. Appl. Cryst. 20, 467 (1987).
@@ -96,6 +106,8 @@ class PhaseInSample:
     weight_fraction: float
     crystallite_size_nm: float
     microstrain: float = 0.0
+    preferred_orientation_hkl: tuple[int, int, int] | None = None
+    march_dollase_r: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_fraction <= 1.0:
@@ -104,6 +116,8 @@ class PhaseInSample:
             raise ValueError(f"{self.name}: crystallite_size_nm must be positive, got {self.crystallite_size_nm}")
         if self.microstrain < 0.0:
             raise ValueError(f"{self.name}: microstrain must be non-negative, got {self.microstrain}")
+        if self.march_dollase_r <= 0.0:
+            raise ValueError(f"{self.name}: march_dollase_r must be positive, got {self.march_dollase_r}")
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,56 @@ def pseudo_voigt(
     lorentz = (2.0 / (math.pi * fwhm_deg)) / (1.0 + 4.0 * x2)
     gauss = (2.0 / fwhm_deg) * math.sqrt(_LN2 / math.pi) * np.exp(-4.0 * _LN2 * x2)
     return eta * lorentz + (1.0 - eta) * gauss
+
+
+def _anomalous_ratio(structure: Structure, refl: Reflections, wavelength_angstrom: float) -> NDArray[np.float64]:
+    """|F|² with each element's f' + i f'' over |F|² without, per reflection (form factors as pymatgen's)."""
+    from analysis.powder_model import StructureFactors  # the same structure-factor sums; f', f'' from xraydb
+
+    hkl = np.array([h[-3:] if len(h) == 3 else (h[0], h[1], h[3]) for h in refl.hkl], dtype=float)
+    factors = StructureFactors.of(structure, hkl, refl.d_angstrom, wavelength_angstrom)
+    return factors.ratio(refl.d_angstrom, wavelength_angstrom, anomalous=True)
+
+
+def _march_dollase(phase: PhaseInSample, refl: Reflections) -> NDArray[np.float64]:
+    """March-Dollase factor ``(r² cos²α + sin²α / r)^(−3/2)`` averaged over each reflection's equivalents."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    structure = phase.structure
+    reciprocal = structure.lattice.reciprocal_lattice_crystallographic.matrix
+    operations = SpacegroupAnalyzer(structure, symprec=0.01).get_point_group_operations(cartesian=False)
+    axis = np.array(phase.preferred_orientation_hkl, dtype=float) @ reciprocal
+    axis /= np.linalg.norm(axis)
+    r = phase.march_dollase_r
+    out = []
+    for h in refl.hkl:
+        hkl = np.array(h[-3:] if len(h) == 3 else (h[0], h[1], h[3]), dtype=float)
+        equivalents = np.unique(np.round([op.rotation_matrix.T @ hkl for op in operations], 6), axis=0)
+        normals = equivalents @ reciprocal
+        cos2 = (normals @ axis / np.linalg.norm(normals, axis=1)) ** 2
+        out.append(float(np.mean((r**2 * cos2 + (1.0 - cos2) / r) ** -1.5)))
+    return np.array(out)
+
+
+def _brindley(
+    sample: Sequence[PhaseInSample], wavelength_angstrom: float, grain_size_um: float | None
+) -> NDArray[np.float64]:
+    """Brindley's τ per phase for grains of this diameter (ones without a grain size)."""
+    if grain_size_um is None or len(sample) < 2:
+        return np.ones(len(sample))
+    import xraydb
+
+    from analysis.absorption import brindley_tau
+
+    energy_ev = 12398.419843 / wavelength_angstrom
+    mu = np.array([
+        xraydb.material_mu(p.structure.composition.formula.replace(" ", ""), energy_ev,
+                           density=float(p.structure.density)) * 1e-4
+        for p in sample
+    ])
+    volume = np.array([p.weight_fraction / float(p.structure.density) for p in sample])
+    mean_mu = float(np.sum(volume * mu) / np.sum(volume))
+    return np.array([brindley_tau(m - mean_mu, grain_size_um / 2.0) for m in mu])
 
 
 _CACHE_SIZE = 2048
@@ -240,6 +304,14 @@ class PowderDiffractometer:
     background_chebyshev: tuple[float, ...] = (1.5, -0.5, 0.25)
     flux: float = 150.0
     name: str = "sim-xrd"
+    asymmetry: float = 0.0
+    kbeta_angstrom: float | None = None
+    kbeta_ratio: float = 0.0
+    anomalous: bool = False
+    grain_size_um: float | None = None
+    background_counts_per_s: tuple[float, ...] | None = None
+    particle_statistics: float = 0.0
+    particle_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.wavelength_angstrom <= 0:
@@ -283,6 +355,9 @@ class PowderDiffractometer:
     def background(self, two_theta_deg: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
         """The Chebyshev background (model units, before flux and time) on ``two_theta_deg`` (or the grid)."""
         x = self.two_theta_deg if two_theta_deg is None else np.asarray(two_theta_deg, dtype=np.float64)
+        if self.background_counts_per_s is not None:
+            grid = self.two_theta_deg
+            return np.interp(x, grid, np.asarray(self.background_counts_per_s)) / self.flux
         t = 2.0 * (x - self.two_theta_min_deg) / (self.two_theta_max_deg - self.two_theta_min_deg) - 1.0
         return np.polynomial.chebyshev.chebval(t, self.background_chebyshev)
 
@@ -292,15 +367,19 @@ class PowderDiffractometer:
         """One phase's diffracted signal ``S_p Σ I r Ω`` (model units, before flux and time), `n`-dim."""
         x = self.two_theta_deg if two_theta_deg is None else np.asarray(two_theta_deg, dtype=np.float64)
         refl = self.reflections(phase)
+        intensity = refl.intensity * self._intensity_factors(phase, refl)
         centres = [refl.two_theta_deg]
         wavelengths = [np.full(refl.two_theta_deg.size, self.wavelength_angstrom)]
-        areas = [refl.intensity]
-        if self.wavelength_ka2_angstrom is not None and self.ka2_ratio > 0:
-            sin_theta = self.wavelength_ka2_angstrom / (2.0 * refl.d_angstrom)
+        areas = [intensity]
+        extra_lines = [(self.wavelength_ka2_angstrom, self.ka2_ratio), (self.kbeta_angstrom, self.kbeta_ratio)]
+        for line, ratio in extra_lines:
+            if line is None or ratio <= 0:
+                continue
+            sin_theta = line / (2.0 * refl.d_angstrom)
             ok = sin_theta < 1.0
             centres.append(np.degrees(2.0 * np.arcsin(sin_theta[ok])))
-            wavelengths.append(np.full(int(ok.sum()), self.wavelength_ka2_angstrom))
-            areas.append(self.ka2_ratio * refl.intensity[ok])
+            wavelengths.append(np.full(int(ok.sum()), line))
+            areas.append(ratio * intensity[ok])
         centre = np.concatenate(centres)
         wavelength = np.concatenate(wavelengths)
         area = np.concatenate(areas) * phase_scale(phase)
@@ -308,8 +387,27 @@ class PowderDiffractometer:
         lorentzian = lorentzian_fwhm_deg(centre, wavelength, phase.crystallite_size_nm, phase.microstrain)
         fwhm, eta = tch_fwhm_and_eta(gaussian, lorentzian)
         delta = x[None, :] - (centre + self.zero_shift_deg)[:, None]
-        profiles = pseudo_voigt(delta, fwhm[:, None], eta[:, None])
+        if self.asymmetry:
+            a = np.clip(self.asymmetry / np.tan(np.radians(centre)), -0.6, 0.6)[:, None]
+            wide = pseudo_voigt(delta, fwhm[:, None] * (1.0 + a), eta[:, None]) * (1.0 + a)
+            narrow = pseudo_voigt(delta, fwhm[:, None] * (1.0 - a), eta[:, None]) * (1.0 - a)
+            profiles = np.where(delta < 0.0, wide, narrow)
+        else:
+            profiles = pseudo_voigt(delta, fwhm[:, None], eta[:, None])
         return area @ profiles
+
+    def _intensity_factors(self, phase: PhaseInSample, refl: Reflections) -> NDArray[np.float64]:
+        """Per reflection: anomalous dispersion and preferred orientation (1 where either is off)."""
+        factors = np.ones(refl.intensity.size)
+        if self.anomalous:
+            factors = factors * _anomalous_ratio(phase.structure, refl, self.wavelength_angstrom)
+        if phase.preferred_orientation_hkl is not None and phase.march_dollase_r != 1.0:
+            factors = factors * _march_dollase(phase, refl)
+        if self.particle_statistics > 0:  # a finite number of grains in diffracting position: lognormal per line
+            seed = [self.particle_seed, *phase.name.encode("utf-8")]
+            scatter = np.random.default_rng(seed).lognormal(0.0, self.particle_statistics, refl.intensity.size)
+            factors = factors * scatter / np.mean(scatter)
+        return factors
 
     def expected_counts(self, sample: Sequence[PhaseInSample], counting_time_s: float) -> NDArray[np.float64]:
         """Noise-free expected counts per step, `n`-dim, for ``counting_time_s`` seconds per step."""
@@ -317,9 +415,10 @@ class PowderDiffractometer:
             raise ValueError(f"counting_time_s must be positive, got {counting_time_s}")
         x = self.two_theta_deg
         signal = self.background(x)
-        for phase in sample:
-            if phase.weight_fraction > 0:
-                signal = signal + self.phase_signal(phase, x)
+        present = [phase for phase in sample if phase.weight_fraction > 0]
+        tau = _brindley(present, self.wavelength_angstrom, self.grain_size_um)
+        for phase, factor in zip(present, tau, strict=True):
+            signal = signal + factor * self.phase_signal(phase, x)
         return self.flux * counting_time_s * signal
 
     def measure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_xrdml_radiation_positions_and_counting_time(tmp_path: Path) -> None:
 
 
 # Real PANalytical Aeris scans (Cu, Ni Kβ filter, no monochromator): read in place, never copied into the repo.
-REAL_XRD = Path(__file__).resolve().parents[2] / "shared" / "real_xrd"
+REAL_XRD = Path(os.environ.get("CRUCIBLE_REAL_XRD") or Path(__file__).resolve().parents[2] / "shared" / "real_xrd")
 
 
 def _aeris_like(beam_paths: str = "", comment: str = "") -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from analysis.real_xrd import load_real_mixtures, score_fractions
 
-REAL_XRD = Path(__file__).resolve().parents[2] / "shared" / "real_xrd"
+REAL_XRD = Path(os.environ.get("CRUCIBLE_REAL_XRD") or Path(__file__).resolve().parents[2] / "shared" / "real_xrd")
 
 
 def test_score_fractions_on_hand_made_rows() -> None:

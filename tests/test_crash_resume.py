@@ -28,7 +28,7 @@ from tests.conftest import example_campaign
 
 ROOT = Path(__file__).parent.parent
 KILLS = 20
-BUDGET = 16
+BUDGET = 12
 JOB_STARTED = re.compile(r"job '([^']+)' started")
 
 
