@@ -403,7 +403,8 @@ def sim_like_table(directory: Path, scan_set: str, png_dir: Path | None) -> None
     rng = np.random.default_rng(1)
     print(f"\nsimulated vs real {scan_set} scans, both refitted with the default fit and profile {REAL_PROFILE!r}\n")
     print(f"  {'sample':<40} {'Rwp real':>9} {'Rwp sim':>9} {'Rexp':>7} {'real/sim':>9}  sim fraction errors")
-    ratios = []
+    ratios: list[float] = []
+    simulated_rows: list[dict[str, object]] = []
     for index, mixture in enumerate(load_real_mixtures(directory)):
         real = read_pattern(mixture.scans[scan_set], None, min_points=MIN_POINTS_TO_ANALYSE)
         fit = XRDPhaseAgent(list(mixture.cifs.values()), instrument=profile).analyse(real).details
@@ -412,10 +413,18 @@ def sim_like_table(directory: Path, scan_set: str, png_dir: Path | None) -> None
         errors = " ".join(f"{p.weight_fraction.value - true:+.3f}"
                           for true, p in zip(mixture.fractions.values(), refit.phases, strict=True))
         ratios.append(fit.rwp / refit.rwp)
+        for true, phase in zip(mixture.fractions.values(), refit.phases, strict=True):
+            measurement = phase.weight_fraction
+            simulated_rows.append({"file": mixture.sample, "true": true, "fitted": measurement.value,
+                                   "std": measurement.std, "std_statistical": measurement.std_statistical,
+                                   "seconds": 0.0})
         print(f"  {mixture.sample:<40} {fit.rwp:>9.4f} {refit.rwp:>9.4f} {fit.rexp:>7.4f} {ratios[-1]:>9.2f}  {errors}",
               flush=True)
         if png_dir is not None and index == 0:
             _plot_real_and_simulated(real, simulated, mixture.sample, png_dir / f"real-vs-simulated-{scan_set}.png")
+    total, statistical = score_fractions(simulated_rows), score_fractions(_statistical(simulated_rows))
+    print(f"\n  simulated scans: fraction MAE {total['mae']:.4f}, 95 % coverage {total['coverage_95']:.3f} (total "
+          f"intervals), {statistical['coverage_95']:.3f} (statistical only)")
     inside = sum(1 / 1.3 <= r <= 1.3 for r in ratios)
     print(f"\n  {inside} of {len(ratios)} within 1.3x; simulated at least as hard (real/sim <= 1.3): "
           f"{sum(r <= 1.3 for r in ratios)} of {len(ratios)}")

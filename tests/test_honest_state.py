@@ -56,8 +56,10 @@ def test_cli_pause_budget_resume_and_a_finished_campaign(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'runs' / 'crucible.db'}"
     run = start_crucible("run", str(path), "--sim", "--runs-dir", "runs", cwd=tmp_path)
     try:
-        wait_until(lambda: analysed(url, "honest") >= 2)
-        raised = crucible("budget", "honest", "5", "--runs-dir", "runs", cwd=tmp_path)
+        wait_until(lambda: analysed(url, "honest") >= 1)
+        # a budget well above what can finish while two CLI calls start (each imports for seconds, longer on a busy
+        # machine), so the pause lands mid-campaign
+        raised = crucible("budget", "honest", "8", "--runs-dir", "runs", cwd=tmp_path)
         assert raised.returncode == 0, raised.stderr
         paused = crucible("pause", "honest", "--runs-dir", "runs", cwd=tmp_path)
         assert paused.returncode == 0, paused.stderr
@@ -68,19 +70,19 @@ def test_cli_pause_budget_resume_and_a_finished_campaign(tmp_path: Path) -> None
     assert run.returncode == 0, err
     assert "paused by an operator after" in out and "crucible resume honest" in out, out
     assert "best conditions found" not in out, "a paused campaign is not summarised as if it had finished"
-    assert "/5" in out, "the progress bar's total follows the raised budget"
+    assert "/8" in out, "the progress bar's total follows the raised budget"
 
     status = crucible("status", "--runs-dir", "runs", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    assert "honest: paused" in status.stdout and "of 5 experiments done" in status.stdout, status.stdout
+    assert "honest: paused" in status.stdout and "of 8 experiments done" in status.stdout, status.stdout
 
     resumed = crucible("resume", "honest", "--sim", "--runs-dir", "runs", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "best conditions found" in resumed.stdout and "5/5" in resumed.stdout, resumed.stdout
+    assert "best conditions found" in resumed.stdout and "8/8" in resumed.stdout, resumed.stdout
 
     again = crucible("resume", "honest", "--sim", "--runs-dir", "runs", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "campaign honest is finished: 5 experiments" in again.stdout, again.stdout
+    assert "campaign honest is finished: 8 experiments" in again.stdout, again.stdout
     assert "simulated lab up" not in again.stdout, "no lab is started for a finished campaign"
 
 
