@@ -337,11 +337,7 @@ class _Fit:
         columns = []
         for index in np.flatnonzero(free):
             parameter = self.parameters[index]
-            step = 1e-3 * parameter.scale if parameter.name != "inverse_size" else 1e-3 * max(full[index], 1e-3)
-            if full[index] + step > parameter.upper:
-                step = -step
-            moved = full.copy()
-            moved[index] += step
+            moved, step = self._moved(full, index)
             if parameter.phase is None:
                 units = self.units(moved)
             else:
@@ -350,6 +346,16 @@ class _Fit:
                 units[parameter.phase] = self.unit_pattern(parameter.phase, globals_, phases[parameter.phase])
             columns.append((self.linear(units)[1] - base) / step)
         return np.column_stack(columns) if columns else np.zeros((base.size, 0))
+
+    def _moved(self, vector: NDArray[np.float64], index: int) -> tuple[NDArray[np.float64], float]:
+        """``vector`` with parameter ``index`` moved by a forward-difference step (backwards at its upper bound)."""
+        parameter = self.parameters[index]
+        step = 1e-3 * parameter.scale if parameter.name != "inverse_size" else 1e-3 * max(vector[index], 1e-3)
+        if vector[index] + step > parameter.upper:
+            step = -step
+        moved = vector.copy()
+        moved[index] += step
+        return moved, step
 
     # -- the fit ------------------------------------------------------------------------------------------
 
@@ -437,14 +443,8 @@ class _Fit:
 
         # The full Jacobian (linear and free nonlinear parameters, the linear ones held) for the covariance.
         columns = [-self.basis / self.sigma[:, None]] + [-(u / self.sigma)[:, None] for u in units]
-        globals_, phases = self._values(vector)
         for index in np.flatnonzero(free):
-            parameter = self.parameters[index]
-            step = 1e-3 * parameter.scale if parameter.name != "inverse_size" else 1e-3 * max(vector[index], 1e-3)
-            if vector[index] + step > parameter.upper:
-                step = -step
-            moved = vector.copy()
-            moved[index] += step
+            moved, step = self._moved(vector, index)
             moved_units = self.units(moved)
             change = sum(
                 (s * (m - u) for s, m, u in zip(scales, moved_units, units, strict=True)), np.zeros_like(self.y)
