@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
+from pymatgen.core import Structure
 
 from analysis.powder_model import ReferencePhase
 
@@ -35,9 +36,8 @@ def _linear_attenuation(formula: str, density_g_cm3: float, wavelength_angstrom:
     return float(xraydb.material_mu(formula, energy_ev, density=density_g_cm3)) * 1e-4  # 1/cm -> 1/µm
 
 
-def linear_attenuation_per_um(phase: ReferencePhase, wavelength_angstrom: float) -> float:
-    """The phase's linear attenuation coefficient μ in 1/µm at this wavelength."""
-    structure = phase.structure
+def linear_attenuation_per_um(structure: Structure, wavelength_angstrom: float) -> float:
+    """The linear attenuation coefficient μ of this crystal structure, in 1/µm at this wavelength."""
     return _linear_attenuation(structure.composition.formula.replace(" ", ""), float(structure.density),
                                round(float(wavelength_angstrom), 6))
 
@@ -78,7 +78,7 @@ def brindley_fractions(
         wavelength_angstrom: the radiation.
         particle_size_um: the grains' diameter in µm.
     """
-    mu = np.array([linear_attenuation_per_um(phase, wavelength_angstrom) for phase in references])
+    mu = np.array([linear_attenuation_per_um(phase.structure, wavelength_angstrom) for phase in references])
     density = np.array([float(phase.structure.density) for phase in references])
     tau = np.ones(len(references))
     fractions = scale_mass_volume / max(float(scale_mass_volume.sum()), 1e-300)

@@ -260,6 +260,17 @@ def _kalpha1_only(root: ElementTree.Element) -> str | None:
     return None
 
 
+def _optional_number(element: ElementTree.Element | None) -> float | None:
+    """An optional element's text as a number, or None when it is absent or not a number (metadata only: a
+    required number goes through `_number`, which refuses the file)."""
+    if element is None or not element.text:
+        return None
+    try:
+        return float(element.text)
+    except ValueError:
+        return None
+
+
 def _xrdml_optics(root: ElementTree.Element) -> dict[str, object]:
     """What an .xrdml file says about the optics: anode, Kβ filter (material, thickness), Kβ wavelength,
     monochromator; only the keys the file gives."""
@@ -267,12 +278,9 @@ def _xrdml_optics(root: ElementTree.Element) -> dict[str, object]:
     anode = (root.findtext(".//{*}incidentBeamPath/{*}xRayTube/{*}anodeMaterial") or "").strip()
     if anode:
         found["anode"] = anode
-    kbeta = root.find(".//{*}usedWavelength/{*}kBeta")
-    if kbeta is not None and kbeta.text:
-        try:
-            found["kbeta_wavelength_angstrom"] = float(kbeta.text)
-        except ValueError:
-            pass
+    kbeta = _optional_number(root.find(".//{*}usedWavelength/{*}kBeta"))
+    if kbeta is not None:
+        found["kbeta_wavelength_angstrom"] = kbeta
     for path_name in ("incidentBeamPath", "diffractedBeamPath"):
         for element in root.iterfind(f".//{{*}}{path_name}//{{*}}filter"):
             material = (element.findtext("{*}material") or "").strip()
@@ -280,12 +288,9 @@ def _xrdml_optics(root: ElementTree.Element) -> dict[str, object]:
             if not (re.search(r"beta|kβ", name, re.IGNORECASE) or material == KBETA_FILTERS.get(anode)):
                 continue
             found["kbeta_filter"] = material or name
-            thickness = element.find("{*}thickness")
-            if thickness is not None and thickness.text:
-                try:
-                    found["kbeta_filter_thickness_mm"] = float(thickness.text)
-                except ValueError:
-                    pass
+            thickness = _optional_number(element.find("{*}thickness"))
+            if thickness is not None:
+                found["kbeta_filter_thickness_mm"] = thickness
         for element in root.iterfind(f".//{{*}}{path_name}//{{*}}monochromator"):
             found["monochromator"] = " ".join(_described(element).split())
     return found

@@ -189,9 +189,14 @@ def _anomalous_ratio(structure: Structure, refl: Reflections, wavelength_angstro
     """|F|² with each element's f' + i f'' over |F|² without, per reflection (form factors as pymatgen's)."""
     from analysis.powder_model import StructureFactors  # the same structure-factor sums; f', f'' from xraydb
 
-    hkl = np.array([h[-3:] if len(h) == 3 else (h[0], h[1], h[3]) for h in refl.hkl], dtype=float)
+    hkl = np.array([_three_index(h) for h in refl.hkl], dtype=float)
     factors = StructureFactors.of(structure, hkl, refl.d_angstrom, wavelength_angstrom)
     return factors.ratio(refl.d_angstrom, wavelength_angstrom, anomalous=True)
+
+
+def _three_index(hkl: tuple[int, ...]) -> tuple[int, ...]:
+    """Miller indices (h, k, l) of a pymatgen family label, which is (h, k, i, l) for hexagonal cells."""
+    return hkl if len(hkl) == 3 else (hkl[0], hkl[1], hkl[3])
 
 
 def _march_dollase(phase: PhaseInSample, refl: Reflections) -> NDArray[np.float64]:
@@ -206,7 +211,7 @@ def _march_dollase(phase: PhaseInSample, refl: Reflections) -> NDArray[np.float6
     r = phase.march_dollase_r
     out = []
     for h in refl.hkl:
-        hkl = np.array(h[-3:] if len(h) == 3 else (h[0], h[1], h[3]), dtype=float)
+        hkl = np.array(_three_index(h), dtype=float)
         equivalents = np.unique(np.round([op.rotation_matrix.T @ hkl for op in operations], 6), axis=0)
         normals = equivalents @ reciprocal
         cos2 = (normals @ axis / np.linalg.norm(normals, axis=1)) ** 2
@@ -220,16 +225,9 @@ def _brindley(
     """Brindley's τ per phase for grains of this diameter (ones without a grain size)."""
     if grain_size_um is None or len(sample) < 2:
         return np.ones(len(sample))
-    import xraydb
+    from analysis.absorption import brindley_tau, linear_attenuation_per_um
 
-    from analysis.absorption import brindley_tau
-
-    energy_ev = 12398.419843 / wavelength_angstrom
-    mu = np.array([
-        xraydb.material_mu(p.structure.composition.formula.replace(" ", ""), energy_ev,
-                           density=float(p.structure.density)) * 1e-4
-        for p in sample
-    ])
+    mu = np.array([linear_attenuation_per_um(p.structure, wavelength_angstrom) for p in sample])
     volume = np.array([p.weight_fraction / float(p.structure.density) for p in sample])
     mean_mu = float(np.sum(volume * mu) / np.sum(volume))
     return np.array([brindley_tau(m - mean_mu, grain_size_um / 2.0) for m in mu])
