@@ -1,4 +1,4 @@
-"""The campaign loop as a Prefect flow: plan -> synthesise -> characterise -> analyse -> record -> plan.
+"""The campaign loop as a Prefect flow: plan -> each workflow step (make, measure, ...) -> analyse -> record -> plan.
 
 The flow is a thin wrapper: every task calls one step of :class:`orchestrator.campaign.Campaign`, which holds the
 logic and the state. Runs show up in the Prefect UI when ``PREFECT_API_URL`` points at a server; without one,
@@ -15,7 +15,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import base64  # noqa: E402
 import contextvars  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import socket  # noqa: E402
 import tempfile  # noqa: E402
@@ -43,11 +42,12 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from instruments.readings import Diffractogram  # noqa: E402
-from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far  # noqa: E402
+from agents.analyses import analysis_kind  # noqa: E402
+from instruments.readings import reading_from_dict  # noqa: E402
+from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far, measured  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
 from orchestrator.runner_lock import RunnerLock  # noqa: E402
-from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE, Scheduler  # noqa: E402
+from orchestrator.scheduler import ANALYSE, Action, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
 from orchestrator.store import ExperimentRecord, ExperimentStatus, Store  # noqa: E402
 
@@ -92,19 +92,16 @@ def plan_task(campaign: Campaign, n: int) -> list[str]:
     return campaign.plan(n)
 
 
-@task(name="synthesise", **_STEP_OPTIONS)
-def synthesise_task(campaign: Campaign, experiment_id: str, instrument: str | None = None) -> None:
-    campaign.synthesise(experiment_id, instrument)
-
-
-@task(name="characterise", **_STEP_OPTIONS)
-def characterise_task(campaign: Campaign, experiment_id: str, instrument: str | None = None) -> None:
-    campaign.characterise(experiment_id, instrument)
+@task(name="step", **_STEP_OPTIONS)
+def step_task(campaign: Campaign, experiment_id: str, step: int, instrument: str | None = None) -> None:
+    """Run one workflow step of an experiment on an instrument (its task run is named after step and experiment)."""
+    campaign.run_step(experiment_id, step, instrument)
 
 
 @task(name="analyse", cache_policy=NO_CACHE)
-def analyse_task(campaign: Campaign, experiment_id: str, instrument: str | None = None) -> dict[str, dict[str, float]]:
-    return campaign.analyse(experiment_id)
+def analyse_task(campaign: Campaign, experiment_id: str, step: int) -> dict[str, dict[str, float]]:
+    """Analyse one step's reading of an experiment."""
+    return campaign.analyse(experiment_id, step)
 
 
 #: How long one pause waits for a decision before the scheduler looks again (and pauses anew).
@@ -152,8 +149,6 @@ def _answer_from_store(
     finally:
         store.close()
 
-
-_STEP_TASKS = {SYNTHESISE: synthesise_task, CHARACTERISE: characterise_task, ANALYSE: analyse_task}
 
 
 class ApprovalDecision(RunInput):
@@ -241,12 +236,15 @@ class PrefectExecutor:
             watcher.join()
         apply_decision(campaign, waiting, decision)
 
-    def submit(self, campaign: Campaign, step: str, experiment_id: str, instrument: str | None) -> PrefectFuture:
+    def submit(self, campaign: Campaign, action: Action, experiment_id: str, instrument: str | None) -> PrefectFuture:
         index = campaign.store.experiment(experiment_id).index
-        name = f"{step}-{campaign.spec.name}-{index:03d}"
+        name = f"{action.label}-{campaign.spec.name}-{index:03d}"
         tags = [f"instrument:{instrument}"] if instrument else []
-        step_task = _STEP_TASKS[step].with_options(task_run_name=name, tags=tags)
-        return step_task.submit(campaign, experiment_id, instrument)
+        tags.append(f"step:{action.step_name}")
+        if action.kind == ANALYSE:
+            return analyse_task.with_options(task_run_name=name, tags=tags).submit(campaign, experiment_id, action.step)
+        run = step_task.with_options(task_run_name=name, tags=tags)
+        return run.submit(campaign, experiment_id, action.step, instrument)
 
     def first_done(self, handles: list[Any]) -> Any:
         return next(as_completed(handles))
@@ -327,9 +325,9 @@ def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
         row["proposed_by"] = proposed_by(proposals.get(experiment.id))
         row |= {k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()}
         for name in watched:
-            measured = outcomes.get(name, {})
-            row[name] = _finite(measured.get("value"))
-            row[f"{name}_std"] = _finite(measured.get("std"))
+            found = measured(campaign.spec, outcomes, name) if outcomes else {}
+            row[name] = _finite(found.get("value"))
+            row[f"{name}_std"] = _finite(found.get("std"))
         row["failure"] = experiment.failure_reason or ""
         row["marked_bad"] = experiment.excluded_reason or ""
         rows.append(row)
@@ -357,7 +355,7 @@ def _png_markdown(path: Path, title: str) -> str:
 
 def _publish_artifacts(campaign: Campaign) -> None:
     """The table of experiments, and a markdown report with the best-so-far plot and the latest pattern's fit."""
-    from orchestrator.report import closed_loop_line, plot_best_so_far, plot_pattern_fit
+    from orchestrator.report import closed_loop_line, plot_best_so_far
 
     spec = campaign.spec
     _publish_table(campaign)
@@ -368,7 +366,8 @@ def _publish_artifacts(campaign: Campaign) -> None:
     lines.append(f"- failed: {sum(e.status == ExperimentStatus.FAILED for e in experiments)}")
     lines.append(f"- {closed_loop_line(spec, experiments, campaign.store.proposals(campaign.id))}")
     if best is not None:
-        lines.append(f"- best {objective}: {best.outcomes[objective]['value']:.4g} (experiment {best.index})")
+        value = measured(spec, best.outcomes, objective)["value"]
+        lines.append(f"- best {objective}: {value:.4g} (experiment {best.index})")
         lines.append(f"- best conditions: {best.conditions}")
     curve = [round(v, 4) for v in best_so_far(spec, experiments)]
     lines += ["", "## Best so far", "", f"`{curve}`", ""]
@@ -377,16 +376,30 @@ def _publish_artifacts(campaign: Campaign) -> None:
         plot = plot_best_so_far(spec, experiments, Path(directory) / "best.png", proposals=proposals)
         lines += [_png_markdown(plot, "best so far"), ""]
         analysed = [e for e in experiments if e.status == ExperimentStatus.ANALYSED]
-        stored = campaign.store.reading(analysed[-1].id) if analysed else None
-        if stored is not None:
-            reading = Diffractogram.from_dict(json.loads(stored.data_json))
-            fit = campaign.agent.analyse(reading).details
-            if fit is not None:
-                path = plot_pattern_fit(analysed[-1], reading, fit, Path(directory) / "fit.png")
-                lines += ["## Latest pattern and its fit", "", _png_markdown(path, "latest fit"), ""]
+        if analysed:
+            lines += _step_views(campaign, analysed[-1], Path(directory))
     create_markdown_artifact(
         "\n".join(lines), key=f"{_artifact_key(spec.name)}-report", description=f"Report of campaign {spec.name}"
     )
+
+
+def _step_views(campaign: Campaign, experiment: ExperimentRecord, directory: Path) -> list[str]:
+    """Markdown with the picture each analysed step of ``experiment`` offers (e.g. a pattern and its fit)."""
+    lines: list[str] = []
+    for k, step in enumerate(campaign.steps):
+        agent = campaign.agents[k]
+        stored = campaign.store.step_result(experiment.id, step.name)
+        if step.analysis is None or agent is None or stored is None or stored.reading is None:
+            continue
+        view = analysis_kind(step.analysis.agent).view
+        if view is None:
+            continue
+        reading = reading_from_dict(stored.reading)
+        title = f"experiment {experiment.index}, sample {experiment.sample_id}, step {step.name}"
+        path = view(reading, agent.analyse(reading), title, directory / f"{step.name}.png")
+        if path is not None:
+            lines += [f"## Latest {step.name} reading and its analysis", "", _png_markdown(path, step.name), ""]
+    return lines
 
 
 class _Dashboard:

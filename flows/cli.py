@@ -176,8 +176,7 @@ def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, r
             def show(event: CampaignEvent) -> None:
                 tag = {
                     "planned": "cyan",
-                    "made": "blue",
-                    "measured": "magenta",
+                    "ran": "blue",
                     "analysed": "green",
                     "failed": "red",
                     "retried": "yellow",
@@ -230,7 +229,9 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path, paused: bool = Fals
     if best is None:
         console.print("[yellow]no experiment met every constraint yet[/]")
     else:
-        measured = best.outcomes[objective.name]
+        from orchestrator.campaign import measured as measured_value
+
+        measured = measured_value(spec, best.outcomes, objective.name)
         console.print(
             f"[bold]{'best so far' if paused else 'best conditions found'}[/] (experiment {best.index}): "
             + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best.conditions.items())

@@ -48,14 +48,13 @@ from flows.campaign import (  # noqa: E402
     _publish_artifacts,
     analyse_task,
     campaign_flow,
-    characterise_task,
     plan_task,
-    synthesise_task,
+    step_task,
 )
 from orchestrator.campaign import Campaign, CampaignError  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
 from orchestrator.runner_lock import RunnerLock  # noqa: E402
-from orchestrator.scheduler import ANALYSE, CHARACTERISE, SYNTHESISE  # noqa: E402
+from orchestrator.scheduler import ANALYSE, RUN, Action  # noqa: E402
 from orchestrator.spec import CampaignSpec, parse_campaign  # noqa: E402
 from orchestrator.store import ExperimentStatus, Store  # noqa: E402
 
@@ -78,11 +77,6 @@ __all__ = [
 EXPERIMENT_FLOW = "crucible-experiment"
 COORDINATOR_FLOW = "crucible-distributed-campaign"
 SINGLE_FLOW = "crucible-campaign"
-STEP_STARTS_FROM = {
-    SYNTHESISE: (ExperimentStatus.PLANNED, ExperimentStatus.SYNTHESISING),
-    CHARACTERISE: (ExperimentStatus.MADE, ExperimentStatus.MEASURING),
-    ANALYSE: (ExperimentStatus.MEASURED,),
-}
 INSTRUMENT_POLL_S = 0.5  # how often an experiment looks again for a free instrument when several may serve it
 
 
@@ -141,32 +135,26 @@ def same_spec(stored_json: str, spec: CampaignSpec) -> bool:
 
 
 # --- the flows that run on workers ---------------------------------------------------------------------------
-def _instruments_of(spec: CampaignSpec, kind: str) -> list[str]:
-    return [name for name, instrument in spec.instruments.items() if instrument.kind == kind]
-
-
 def _free_slot(client: Any, limit: str) -> bool:
     """Whether the instrument limit ``limit`` has a free slot right now (a hint: another run may take it first)."""
     current = client.read_global_concurrency_limit_by_name(limit)
     return bool(current.active_slots < current.limit)
 
 
-def _hold_instrument(stack: ExitStack, campaign: Campaign, experiment_id: str, kind: str) -> str:
-    """Wait for an instrument of ``kind`` the experiment may use and hold its concurrency slot in ``stack``.
+def _hold_instrument(stack: ExitStack, campaign: Campaign, experiment_id: str, step: int) -> str:
+    """Wait for an instrument that may run workflow step ``step`` and hold its concurrency slot in ``stack``.
 
-    An experiment already on an instrument of ``kind`` (its job is known there) waits for that one. Otherwise it
-    takes the first of the kind's instruments that shows a free slot, starting at a different one for each
-    experiment; if another run takes that slot first, it waits its turn there.
+    An experiment already running that step on an instrument (its job is known there) waits for that one.
+    Otherwise it takes the first of the step's instruments that shows a free slot, starting at a different one for
+    each experiment; if another run takes that slot first, it waits its turn there.
     """
     spec = campaign.spec
     experiment = campaign.store.experiment(experiment_id)
-    on_instrument = experiment.status in (ExperimentStatus.SYNTHESISING, ExperimentStatus.MEASURING)
-    if on_instrument and experiment.instrument and spec.instruments[experiment.instrument].kind == kind:
+    candidates = spec.instruments_for(step)
+    running_here = experiment.status == ExperimentStatus.RUNNING and experiment.step == step
+    if running_here and experiment.instrument in candidates:
         chosen = experiment.instrument
     else:
-        candidates = _instruments_of(spec, kind)
-        if not candidates:
-            raise CampaignError(f"campaign {spec.name!r} has no {kind}")
         shift = experiment.index % len(candidates)
         candidates = candidates[shift:] + candidates[:shift]
         chosen = candidates[0]
@@ -179,42 +167,53 @@ def _hold_instrument(stack: ExitStack, campaign: Campaign, experiment_id: str, k
                     if not free:
                         time.sleep(INSTRUMENT_POLL_S)
             chosen = free[0]
+    assert chosen is not None
     limit = instrument_limit_name(spec.instruments[chosen].address)
     stack.enter_context(concurrency(limit, occupy=1, strict=True))
     return chosen
 
 
+def _step_done(campaign: Campaign, experiment_id: str, step: int) -> bool:
+    """Whether step ``step``'s job already ran for the experiment (a re-run after a crash skips it)."""
+    experiment = campaign.store.experiment(experiment_id)
+    return experiment.status == ExperimentStatus.RAN and experiment.step is not None and experiment.step >= step
+
+
 def run_experiment_steps(campaign: Campaign, experiment_id: str) -> None:
     """Carry one experiment from wherever it stands to its record with the Prefect tasks of
-    :mod:`flows.campaign` (same names, same retries), each instrument step holding its instrument's slot.
-    A step that still fails after its retries fails the experiment (recorded, not raised), as the scheduler does.
+    :mod:`flows.campaign` (same names, same retries): each workflow step in turn, holding its instrument's slot,
+    then its analysis. A step that still fails after its retries fails the experiment (recorded, not raised), as
+    the scheduler does.
     """
     label = f"{campaign.spec.name}-{campaign.store.experiment(experiment_id).index:03d}"
-    steps = (
-        (SYNTHESISE, synthesise_task, "synthesiser"),
-        (CHARACTERISE, characterise_task, "diffractometer"),
-        (ANALYSE, analyse_task, None),
-    )
-    for step, step_task, kind in steps:
-        status = campaign.store.experiment(experiment_id).status
-        if status in ExperimentStatus.TERMINAL:
-            return
-        if status not in STEP_STARTS_FROM[step]:
-            continue  # done before (a re-run after a crash): no instrument slot needed
-        with ExitStack() as stack:
-            instrument = _hold_instrument(stack, campaign, experiment_id, kind) if kind else None
-            tags = [f"instrument:{instrument}"] if instrument else []
-            try:
-                step_task.with_options(task_run_name=f"{step}-{label}", tags=tags)(campaign, experiment_id, instrument)
-            except Exception as error:  # noqa: BLE001 - recorded as the experiment's failure, like the scheduler
-                get_run_logger().warning("experiment %s: %s failed: %s", label, step, error)
-                campaign.fail(experiment_id, f"{step} failed: {error}")
+    for k, step in enumerate(campaign.steps):
+        actions = [Action(RUN, k, step.name)] + ([Action(ANALYSE, k, step.name)] if step.analysis else [])
+        for action in actions:
+            if campaign.store.experiment(experiment_id).status in ExperimentStatus.TERMINAL:
                 return
+            if action.kind == RUN and _step_done(campaign, experiment_id, k):
+                continue  # done before (a re-run after a crash): no instrument slot needed
+            if action.kind == ANALYSE and step.name in campaign.store.step_analyses(experiment_id):
+                continue
+            with ExitStack() as stack:
+                instrument = _hold_instrument(stack, campaign, experiment_id, k) if action.kind == RUN else None
+                tags = [f"instrument:{instrument}"] if instrument else []
+                name = f"{action.label}-{label}"
+                try:
+                    if action.kind == RUN:
+                        step_task.with_options(task_run_name=name, tags=tags)(campaign, experiment_id, k, instrument)
+                    else:
+                        analyse_task.with_options(task_run_name=name, tags=tags)(campaign, experiment_id, k)
+                except Exception as error:  # noqa: BLE001 - recorded as the experiment's failure, like the scheduler
+                    get_run_logger().warning("experiment %s: %s failed: %s", label, action.label, error)
+                    campaign.fail(experiment_id, f"{action.label} failed: {error}")
+                    return
+    campaign.complete_if_done(experiment_id)
 
 
 @flow(name=EXPERIMENT_FLOW, validate_parameters=False)
 def experiment_flow(campaign_name: str, experiment_id: str, database_url: str) -> dict[str, Any]:
-    """Synthesise, characterise and analyse one planned experiment of the campaign ``campaign_name``.
+    """Run every workflow step of one planned experiment of the campaign ``campaign_name`` and analyse it.
 
     The campaign file is read from the campaign database, so a worker needs only the database URL and network
     reach to the instruments. Steps already done are skipped (a re-run recovers, never repeats).
@@ -445,7 +444,7 @@ def deploy_campaign(
         name=spec.name,
         tags=tags,
         entrypoint_type=EntrypointType.MODULE_PATH,
-        description=f"One experiment of campaign {spec.name}: synthesise, characterise, analyse",
+        description=f"One experiment of campaign {spec.name}: {' -> '.join(s.name for s in spec.steps())}, analysed",
     )
     experiment.apply(work_pool_name=work_pool)
     experiment_name = f"{EXPERIMENT_FLOW}/{spec.name}"

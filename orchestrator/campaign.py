@@ -1,27 +1,36 @@
-"""The campaign's steps and state as plain Python: plan, synthesise, characterise, analyse, record.
+"""The campaign's steps and state as plain Python: plan, run each workflow step, analyse, record.
+
+A sample's workflow is data (:meth:`orchestrator.spec.CampaignSpec.steps`): each step is a job on an instrument
+and, for a measurement, an analysis agent that turns its reading into quantities. This module runs any step the
+same way and never knows which technique it drives.
 
 Each step reads the experiment's state from the store, touches at most one instrument, and commits the new state
-before returning. An experiment's identity (its id, its sample id and the job ids sent to instruments) is written
-before any instrument is touched, and instruments treat a repeated job id as the same job, so re-running a step
-after a crash recovers the instrument's result instead of making a second sample.
+before returning. An experiment's identity (its id, its sample id and the job ids sent to instruments, one per
+step: ``<experiment id>-<step name>``) is written before any instrument is touched, and instruments treat a
+repeated job id as the same job, so re-running a step after a crash recovers the instrument's result instead of
+making a second sample.
 
 Restart rules:
 - ``planned`` experiments are simply run.
-- an experiment in ``synthesising`` or ``measuring`` re-sends its job id: the instrument reports the job it already
-  ran (or is running), or runs it if it never started.
-- ``made`` / ``measured`` continue with the next step; ``analysed`` and ``failed`` are final.
+- an experiment ``running`` step k re-sends its job id: the instrument reports the job it already ran (or is
+  running), or runs it if it never started.
+- an experiment that ``ran`` step k continues with step k + 1, and any analysis of steps up to k not yet recorded
+  runs; once every step ran and every analysis is recorded it is ``analysed``; ``analysed`` and ``failed`` are
+  final.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
-from agents.analysis_agents import XRDNetworkAgent
+from sqlalchemy.exc import IntegrityError
+
+from agents.analyses import StepAgent, analysis_kind
 from agents.planner import (
     CostSpec,
     LinearConstraintSpec,
@@ -38,7 +47,6 @@ from agents.planner import (
 from agents.planner import (
     ParameterSpec as PlannerParameter,
 )
-from agents.xrd_phase_agent import XRDPhaseAgent
 from instruments.errors import (
     InstrumentBusy,
     InstrumentError,
@@ -50,17 +58,16 @@ from instruments.errors import (
     LeaseError,
     Unauthorized,
 )
-from instruments.readings import Diffractogram
+from instruments.readings import reading_from_dict
 from orchestrator.lab import Lab
-from orchestrator.spec import SCAN_KEY, CampaignSpec, parse_campaign
+from orchestrator.spec import SCAN_KEY, CampaignSpec, outcome, parse_campaign
 from orchestrator.store import (
-    AnalysisRecord,
     CampaignRecord,
     ExperimentRecord,
     ExperimentStatus,
     ProposalRecord,
-    ReadingRecord,
-    SampleRecord,
+    StepAnalysisRecord,
+    StepResultRecord,
     Store,
 )
 
@@ -99,7 +106,7 @@ REFUSALS: tuple[type[InstrumentError], ...] = (LeaseError, InstrumentStopped, Un
 class CampaignEvent:
     """A step finished: what the campaign tells whoever watches (progress bars, the Prefect UI)."""
 
-    kind: str  # "planned" | "made" | "measured" | "analysed" | "failed" | "rejected" | "retried"
+    kind: str  # "planned" | "ran" (a step) | "analysed" | "failed" | "rejected" | "retried"
     experiment_index: int
     experiment_id: str
     message: str = ""
@@ -109,10 +116,19 @@ class CampaignEvent:
 Observer = Callable[[CampaignEvent], None]
 
 
+def measured(spec: CampaignSpec, outcomes: dict[str, dict[str, float]], name: str) -> dict[str, float]:
+    """The objective's or constraint's ``name`` in an experiment's outcomes: ``{"value", "std"}``, NaN if the
+    analysis did not report it."""
+    try:
+        return outcome(outcomes, spec.quantity_key(name))
+    except KeyError:
+        return {"value": math.nan, "std": math.nan}
+
+
 def objective_value(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> float:
     """The first objective as a number to maximise (minimise → negated, target → −|y − target|)."""
     objective = spec.objectives[0]
-    value = outcomes[objective.name]["value"]
+    value = measured(spec, outcomes, objective.name)["value"]
     if objective.direction == "minimize":
         return -value
     if objective.direction == "target":
@@ -124,7 +140,7 @@ def objective_value(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -
 def is_feasible(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> bool:
     """Whether measured outcomes satisfy every outcome constraint."""
     for constraint in spec.constraints:
-        value = outcomes[constraint.name]["value"]
+        value = measured(spec, outcomes, constraint.name)["value"]
         if (constraint.op == "<=" and value > constraint.value) or (constraint.op == ">=" and value < constraint.value):
             return False
     return True
@@ -154,8 +170,7 @@ def campaign_planner(spec: CampaignSpec) -> Planner:
         kwargs["allow_repeats"] = settings.allow_repeats
     if settings.name == "botorch":
         kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts, "mode": settings.mode}
-        modelled = {o.name for o in spec.objectives} | {c.name for c in spec.constraints}
-        kwargs["fractions"] = tuple(name for name in spec.weight_fractions() if name in modelled)  # logit scale
+        kwargs["fractions"] = tuple(spec.shares())  # shares in [0, 1] are modelled on a logit scale
         if settings.cost is not None:
             kwargs["cost"] = CostSpec(
                 fixed=settings.cost.fixed,
@@ -179,23 +194,24 @@ def campaign_planner(spec: CampaignSpec) -> Planner:
         raise CampaignError(f"planner {settings.name!r}: {error}") from None
 
 
-def _xrd_agent(spec: CampaignSpec) -> XRDPhaseAgent | XRDNetworkAgent:
-    """The analysis agent the campaign file asks for: the whole-pattern fit or the trained network ensemble."""
-    xrd = spec.analysis.xrd
-    if xrd.method == "fit":
-        return XRDPhaseAgent(xrd.phases, xrd.caglioti_uvw_deg2, xrd.background_terms)
-    assert xrd.model is not None  # the spec requires one
-    try:
-        agent = XRDNetworkAgent(xrd.model)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        raise CampaignError(f"analysis.xrd.model {xrd.model!r} cannot be loaded: {error}") from None
-    wanted = sorted(Path(p).stem if p.endswith(".cif") else p for p in xrd.phases)
-    if sorted(agent.ensemble.card.phases) != wanted:
-        raise CampaignError(
-            f"analysis.xrd.model {xrd.model!r} was trained on phases {sorted(agent.ensemble.card.phases)}, "
-            f"not the campaign's {wanted}"
-        )
-    return agent
+def step_agents(spec: CampaignSpec) -> list[StepAgent | None]:
+    """The analysis agent of each workflow step (None for a step without analysis), as the campaign file asks.
+
+    Raises:
+        CampaignError: an agent cannot be built (a model that cannot be loaded, one trained on other phases).
+    """
+    agents: list[StepAgent | None] = []
+    for i, step in enumerate(spec.steps()):
+        options = spec.analysis_options(i)
+        if step.analysis is None or options is None:
+            agents.append(None)
+            continue
+        try:
+            agents.append(analysis_kind(step.analysis.agent).build(options))
+        except (FileNotFoundError, KeyError, ValueError) as error:
+            message = error.args[0] if error.args else str(error)
+            raise CampaignError(f"{spec.options_location(i)}: {message}") from None
+    return agents
 
 
 def revise_campaign(store: Store, spec: CampaignSpec) -> list[str]:
@@ -219,8 +235,11 @@ def revise_campaign(store: Store, spec: CampaignSpec) -> list[str]:
     problems = []
     if kinds_old != kinds_new:
         problems.append(f"its parameters were {kinds_old}, the file has {kinds_new}")
-    if old.analysis != spec.analysis:
-        problems.append("the analysis changed")
+    def route(campaign: CampaignSpec) -> list[tuple[str, Any]]:
+        return [(step.name, step.analysis) for step in campaign.steps()]
+
+    if route(old) != route(spec):
+        problems.append("the workflow's steps or analyses changed")
     if (old.simulation and old.simulation.scenario) != (spec.simulation and spec.simulation.scenario):
         problems.append("the simulated scenario changed")
     recorded = len(store.experiments(record.id))
@@ -304,15 +323,17 @@ class Campaign:
         store: Store,
         lab: Lab,
         record: CampaignRecord,
-        agent: XRDPhaseAgent | XRDNetworkAgent | None = None,
+        agents: list[StepAgent | None] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
         self.lab = lab
         self.record = record
         self.observers: list[Observer] = []
-        self.agent = agent or _xrd_agent(spec)
+        self.steps = spec.steps()
+        self.agents = agents if agents is not None else step_agents(spec)
         self.planner: Planner = self._make_planner()
+        self._completing = threading.Lock()
 
     # --- opening -------------------------------------------------------------------------------------------
     @classmethod
@@ -323,7 +344,7 @@ class Campaign:
             fresh: delete an earlier campaign of the same name first.
             resume: require the campaign to exist already (``crucible resume``).
         """
-        agent = _xrd_agent(spec)  # a model or planner that cannot be used stops the campaign before any record
+        agents = step_agents(spec)  # a model or planner that cannot be used stops the campaign before any record
         campaign_planner(spec)
         check_can_open(spec, store, fresh=fresh, resume=resume)
         existing = store.campaign_by_name(spec.name)
@@ -333,10 +354,13 @@ class Campaign:
         if existing is None:
             record = CampaignRecord(name=spec.name, spec_json=spec.model_dump_json())
             store.add(record)
-            return cls(spec, store, lab, record, agent)
+            return cls(spec, store, lab, record, agents)
         if resume and existing.status != "running":
             existing = store.update_campaign(existing.id, status="running", paused_reason=None)
-        return cls(spec, store, lab, existing, agent)
+        if spec.workflow is None:  # a furnace + XRD campaign perhaps begun before workflows were data
+            steps = spec.steps()
+            store.migrate_legacy_experiments(existing.id, (steps[0].name, steps[1].name))
+        return cls(spec, store, lab, existing, agents)
 
     def _make_planner(self) -> Planner:
         return campaign_planner(self.spec)
@@ -406,9 +430,9 @@ class Campaign:
             if experiment.status == ExperimentStatus.FAILED:
                 observations.append(Observation(experiment.conditions, {}, None, failed=True))
             elif experiment.status == ExperimentStatus.ANALYSED:
-                outcomes = experiment.outcomes
-                values = {n: outcomes[n]["value"] for n in names}
-                variances = {n: max(outcomes[n]["std"], 1e-9) ** 2 for n in names}
+                found = {n: measured(self.spec, experiment.outcomes, n) for n in names}
+                values = {n: m["value"] for n, m in found.items()}
+                variances = {n: max(m["std"], 1e-9) ** 2 for n, m in found.items()}
                 if all(math.isfinite(v) for v in [*values.values(), *variances.values()]):
                     observations.append(Observation(experiment.conditions, values, variances))
                 else:
@@ -462,15 +486,17 @@ class Campaign:
         return ids
 
     # --- instrument steps ----------------------------------------------------------------------------------
-    def instrument_for(self, experiment_id: str, kind: str) -> str:
-        """The instrument an experiment's ``kind`` step uses: the one it is already on, else the first of ``kind``."""
+    def instrument_for(self, experiment_id: str, step: int) -> str:
+        """The instrument step ``step`` of an experiment uses: the one it is already on, else the first that may
+        run the step."""
         experiment = self.store.experiment(experiment_id)
-        if experiment.instrument and self.spec.instruments[experiment.instrument].kind == kind:
-            return experiment.instrument
-        return self.spec.instrument_of_kind(kind)[0]
+        allowed = self.spec.instruments_for(step)
+        if experiment.step == step and experiment.instrument in allowed:
+            return experiment.instrument  # type: ignore[return-value]
+        return allowed[0]
 
     def _run_on_instrument(
-        self, experiment: ExperimentRecord, instrument: str, step: str, job_suffix: str, params: dict[str, Any]
+        self, experiment: ExperimentRecord, instrument: str, step: int, job_suffix: str, params: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """Record that ``experiment`` is on ``instrument``, then run (or recover) its job there.
 
@@ -483,7 +509,7 @@ class Campaign:
         experiment.
         """
         spec = self.spec.instruments[instrument]
-        self.store.update_experiment(experiment.id, status=step, instrument=instrument)
+        self.store.update_experiment(experiment.id, status=ExperimentStatus.RUNNING, step=step, instrument=instrument)
         while True:
             job_id = f"{experiment.id}-{job_suffix}" + (f"-{experiment.job_attempt}" if experiment.job_attempt else "")
             try:
@@ -537,84 +563,151 @@ class Campaign:
         self.pause(reason)
         raise InstrumentRefused(reason)
 
-    def synthesise(self, experiment_id: str, instrument: str | None = None) -> None:
-        """Make the experiment's sample on a synthesiser (by default the first, or the one it is already on)."""
-        experiment = self.store.experiment(experiment_id)
-        if experiment.status not in (ExperimentStatus.PLANNED, ExperimentStatus.SYNTHESISING):
-            return
-        name = instrument or self.instrument_for(experiment_id, "synthesiser")
-        conditions = dict(experiment.conditions)
-        if self.spec.measurement.scans is not None:
-            conditions.pop(SCAN_KEY, None)  # how to measure is not a synthesis condition
-        params = {"sample_id": experiment.sample_id, "conditions": conditions}
-        job_id, result = self._run_on_instrument(experiment, name, ExperimentStatus.SYNTHESISING, "synthesis", params)
-        sample = SampleRecord(
-            id=experiment.sample_id,
-            experiment_id=experiment.id,
-            instrument=name,
-            job_id=job_id,
-            result_json=json.dumps(result),
-        )
-        self.store.update_experiment(experiment.id, sample, status=ExperimentStatus.MADE)
-        self._emit("made", experiment, f"sample {experiment.sample_id} made on {name}")
+    def run_step(self, experiment_id: str, step: int, instrument: str | None = None) -> None:
+        """Run workflow step ``step`` of an experiment on ``instrument`` (by default the one it is already on, or
+        the first that may run it) and record what it returned; a step that already ran is not run again.
 
-    def characterise(self, experiment_id: str, instrument: str | None = None) -> None:
-        """Measure the experiment's sample on a diffractometer and record the reading."""
+        The job is sent the experiment's ``sample_id``, the step's fixed ``params``, the planner's conditions if
+        the step takes them, and the chosen scan's counting time if it is the measurement. A step with an
+        analysis must return a reading of the kind its agent takes.
+        """
         experiment = self.store.experiment(experiment_id)
-        if experiment.status not in (ExperimentStatus.MADE, ExperimentStatus.MEASURING):
+        ready = (experiment.status == ExperimentStatus.PLANNED and step == 0) or (
+            experiment.status == ExperimentStatus.RUNNING and experiment.step == step
+        ) or (experiment.status == ExperimentStatus.RAN and experiment.step == step - 1)
+        if not ready:
             return
-        name = instrument or self.instrument_for(experiment_id, "diffractometer")
-        try:
-            counting_time_s = self.spec.measurement.counting_time_for(experiment.conditions.get(SCAN_KEY))
-        except KeyError as error:  # a record written under another campaign file
-            self.fail(experiment.id, f"cannot measure: {error.args[0]}")
-            raise CampaignError(f"experiment {experiment.index}: {error.args[0]}") from None
-        params = {"sample_id": experiment.sample_id, "counting_time_s": counting_time_s}
-        job_id, result = self._run_on_instrument(experiment, name, ExperimentStatus.MEASURING, "xrd", params)
-        try:
-            reading = Diffractogram.from_dict(result["reading"])
-        except (KeyError, TypeError, ValueError) as error:
-            self.fail(experiment.id, f"{name} returned an unusable reading: {error}")
-            raise CampaignError(f"{name} returned an unusable reading: {error}") from None
-        record = ReadingRecord(
+        spec = self.steps[step]
+        name = instrument or self.instrument_for(experiment_id, step)
+        params = self._step_params(experiment, step)
+        job_id, result = self._run_on_instrument(experiment, name, step, spec.name, params)
+        reading_kind = None
+        if spec.analysis is not None:
+            wanted = analysis_kind(spec.analysis.agent).reading_kind
+            try:
+                reading = reading_from_dict(result["reading"])
+            except (KeyError, TypeError, ValueError) as error:
+                problem = f"{name} returned an unusable reading for step {spec.name!r}: {error}"
+                self.fail(experiment.id, problem)
+                raise CampaignError(problem) from None
+            if reading.kind != wanted:
+                problem = (
+                    f"{name} returned a {reading.kind} for step {spec.name!r}; its analysis "
+                    f"{spec.analysis.agent!r} takes a {wanted}"
+                )
+                self.fail(experiment.id, problem)
+                raise CampaignError(problem)
+            reading_kind = reading.kind
+        record = StepResultRecord(
             experiment_id=experiment.id,
+            step=spec.name,
+            step_index=step,
             sample_id=experiment.sample_id,
             instrument=name,
             job_id=job_id,
-            kind=reading.kind,
-            data_json=json.dumps(reading.as_dict()),
+            result_json=json.dumps(result),
+            reading_kind=reading_kind,
         )
-        self.store.update_experiment(experiment.id, record, status=ExperimentStatus.MEASURED)
-        self._emit("measured", experiment, f"{reading.two_theta_deg.size}-point pattern from {name}")
+        if self.store.experiment(experiment.id).status in ExperimentStatus.TERMINAL:
+            self.store.add(record)  # the analysis of an earlier step failed it meanwhile: keep what was measured
+            return
+        self.store.update_experiment(experiment.id, record, status=ExperimentStatus.RAN, step=step)
+        self._emit("ran", experiment, f"{spec.name} on {name}" + (f": {reading_kind}" if reading_kind else ""))
+        self.complete_if_done(experiment.id)
+
+    def _step_params(self, experiment: ExperimentRecord, step: int) -> dict[str, Any]:
+        """What the job of step ``step`` is sent (see :meth:`run_step`)."""
+        spec = self.steps[step]
+        params: dict[str, Any] = {"sample_id": experiment.sample_id, **spec.params}
+        if spec.conditions:
+            conditions = dict(experiment.conditions)
+            if self.spec.measurement.scans is not None:
+                conditions.pop(SCAN_KEY, None)  # how to measure is not a synthesis condition
+            params["conditions"] = conditions
+        if spec.scan:
+            try:
+                params["counting_time_s"] = self.spec.measurement.counting_time_for(experiment.conditions.get(SCAN_KEY))
+            except KeyError as error:  # a record written under another campaign file
+                self.fail(experiment.id, f"cannot measure: {error.args[0]}")
+                raise CampaignError(f"experiment {experiment.index}: {error.args[0]}") from None
+        return params
+
+    def pending_analyses(self, experiment: ExperimentRecord) -> list[int]:
+        """Steps of ``experiment`` whose reading is recorded but not yet analysed."""
+        if experiment.status not in (ExperimentStatus.RAN, ExperimentStatus.RUNNING) or experiment.step is None:
+            return []
+        last_done = experiment.step if experiment.status == ExperimentStatus.RAN else experiment.step - 1
+        analysed = self.store.step_analyses(experiment.id)
+        return [
+            i for i in range(last_done + 1) if self.steps[i].analysis is not None and self.steps[i].name not in analysed
+        ]
 
     # --- analyse and record --------------------------------------------------------------------------------
-    def analyse(self, experiment_id: str) -> dict[str, dict[str, float]]:
-        """Turn the experiment's reading into quantities and record them as its outcomes."""
+    def analyse(self, experiment_id: str, step: int | None = None) -> dict[str, dict[str, float]]:
+        """Turn the reading of step ``step`` (by default: every measured step not yet analysed) into quantities
+        and record them; once every step ran and every analysis is recorded, the experiment is ``analysed`` with
+        their quantities, named ``step.quantity``, as its outcomes. Returns the quantities found."""
         experiment = self.store.experiment(experiment_id)
         if experiment.status == ExperimentStatus.ANALYSED:
             return experiment.outcomes
-        if experiment.status != ExperimentStatus.MEASURED:
-            raise CampaignError(f"experiment {experiment.index} is {experiment.status}, not measured")
-        stored = self.store.reading(experiment.id)
-        assert stored is not None, "a measured experiment has a reading"
-        reading = Diffractogram.from_dict(json.loads(stored.data_json))
+        todo = [step] if step is not None else self.pending_analyses(experiment)
+        if step is None and not todo:
+            raise CampaignError(f"experiment {experiment.index} is {experiment.status}, with nothing to analyse")
+        found: dict[str, dict[str, float]] = {}
+        for index in todo:
+            found |= self._analyse_step(experiment, index)
+        self.complete_if_done(experiment_id)
+        return found
+
+    def _analyse_step(self, experiment: ExperimentRecord, step: int) -> dict[str, dict[str, float]]:
+        spec = self.steps[step]
+        agent = self.agents[step]
+        if spec.analysis is None or agent is None:
+            raise CampaignError(f"step {spec.name!r} has no analysis")
+        recorded = self.store.step_analyses(experiment.id).get(spec.name)
+        if recorded is not None:
+            return {f"{spec.name}.{k}": v for k, v in recorded.quantities.items()}
+        stored = self.store.step_result(experiment.id, spec.name)
+        if stored is None or stored.reading is None:
+            raise CampaignError(f"experiment {experiment.index}: step {spec.name!r} has no reading to analyse")
+        reading = reading_from_dict(stored.reading)
         try:
-            report = self.agent.analyse(reading)
-        except (ValueError, RuntimeError, FloatingPointError) as error:
-            self.fail(experiment.id, f"analysis failed: {error}")
-            raise CampaignError(f"analysis of experiment {experiment.index} failed: {error}") from None
-        outcomes = report.as_dict()
-        record = AnalysisRecord(experiment_id=experiment.id, agent=report.agent, quantities_json=json.dumps(outcomes))
-        self.store.update_experiment(
-            experiment.id, record, status=ExperimentStatus.ANALYSED, outcomes_json=json.dumps(outcomes)
+            report = agent.analyse(reading)
+        except (ValueError, RuntimeError, FloatingPointError, TypeError) as error:
+            self.fail(experiment.id, f"analysis of {spec.name} failed: {error}")
+            where = f"step {spec.name!r} of experiment {experiment.index}"
+            raise CampaignError(f"analysis of {where} failed: {error}") from None
+        quantities = report.as_dict()
+        record = StepAnalysisRecord(
+            experiment_id=experiment.id,
+            step=spec.name,
+            agent=report.agent,
+            quantities_json=json.dumps(quantities),
+            warnings_json=json.dumps(list(getattr(report, "warnings", ()))),
         )
+        try:
+            self.store.add(record)
+        except IntegrityError:  # analysed meanwhile by another worker: its record stands
+            pass
+        return {f"{spec.name}.{k}": v for k, v in quantities.items()}
+
+    def complete_if_done(self, experiment_id: str) -> None:
+        """Record the experiment as analysed once its last step ran and every analysis is recorded."""
+        with self._completing:
+            experiment = self.store.experiment(experiment_id)
+            if experiment.status != ExperimentStatus.RAN or experiment.step != len(self.steps) - 1:
+                return
+            analyses = self.store.step_analyses(experiment_id)
+            wanted = [step.name for step in self.steps if step.analysis is not None]
+            if any(name not in analyses for name in wanted):
+                return
+            outcomes = {f"{name}.{q}": m for name in wanted for q, m in analyses[name].quantities.items()}
+            self.store.update_experiment(
+                experiment_id, status=ExperimentStatus.ANALYSED, outcomes_json=json.dumps(outcomes)
+            )
         objective = self.spec.objectives[0].name
-        self._emit(
-            "analysed",
-            experiment,
-            f"{objective} = {outcomes[objective]['value']:.4g} ± {outcomes[objective]['std']:.2g}",
-        )
-        return outcomes
+        found = measured(self.spec, outcomes, objective)
+        self._emit("analysed", experiment, f"{objective} = {found['value']:.4g} ± {found['std']:.2g}")
 
     def fail(self, experiment_id: str, reason: str) -> None:
         """Record an experiment as failed with ``reason`` (once; a failed experiment stays failed)."""

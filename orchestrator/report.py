@@ -10,9 +10,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from analysis.phase_quantification import PhaseQuantification
-from instruments.readings import Diffractogram
-from orchestrator.campaign import best_so_far, is_feasible, objective_value
+from orchestrator.campaign import best_so_far, is_feasible, measured, objective_value
 from orchestrator.spec import SCAN_KEY, CampaignSpec
 from orchestrator.store import CampaignRecord, ExperimentRecord, ExperimentStatus, ProposalRecord
 
@@ -20,7 +18,6 @@ __all__ = [
     "closed_loop_line",
     "experiment_table",
     "plot_best_so_far",
-    "plot_pattern_fit",
     "proposed_by",
     "state_line",
     "status_text",
@@ -61,7 +58,7 @@ def experiment_table(
         if scans:
             cells.append(_format(experiment.conditions.get(SCAN_KEY)))
         for name in [objective, *(c.name for c in spec.constraints)]:
-            cells.append(_measured(outcomes[name]) if name in outcomes else "")
+            cells.append(_measured(measured(spec, outcomes, name)) if outcomes else "")
         if proposals is not None:
             cells.append(proposed_by(proposals.get(experiment.id)))
         table.add_row(*cells, escape(status_text(spec, experiment)))
@@ -73,6 +70,10 @@ def status_text(spec: CampaignSpec, experiment: ExperimentRecord) -> str:
     status = experiment.status
     if status == ExperimentStatus.PLANNED and not experiment.approved:
         status = "awaiting approval"
+    if status in (ExperimentStatus.RUNNING, ExperimentStatus.RAN) and experiment.step is not None:
+        steps = spec.steps()
+        if experiment.step < len(steps):
+            status += f" {steps[experiment.step].name}"
     if experiment.status == ExperimentStatus.ANALYSED and not is_feasible(spec, experiment.outcomes):
         status += " (infeasible)"
     if experiment.failure_reason:
@@ -221,34 +222,6 @@ def plot_best_so_far(
     )
     axes.legend(fontsize=8, loc="best")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def plot_pattern_fit(
-    experiment: ExperimentRecord, reading: Diffractogram, fit: PhaseQuantification, path: Path
-) -> Path:
-    """Write a PNG of a measured pattern with its whole-pattern fit, background and difference curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
-    x = reading.two_theta_deg
-    axes.plot(x, reading.counts, ".", ms=1.5, color="0.3", label="measured")
-    axes.plot(x, fit.calculated, color="C3", lw=1, label=f"fit (Rwp {fit.rwp:.3f})")
-    axes.plot(x, fit.background, color="C2", lw=1, label="background")
-    offset = -0.1 * float(reading.counts.max())
-    axes.plot(x, reading.counts - fit.calculated + offset, color="C0", lw=0.6, label="difference")
-    fractions = ", ".join(f"{p.name} {p.weight_fraction.value:.3f}" for p in fit.phases)
-    axes.set_title(f"experiment {experiment.index}, sample {experiment.sample_id}: {fractions}", fontsize=9)
-    axes.set_xlabel("2θ (degrees)")
-    axes.set_ylabel("counts")
-    axes.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

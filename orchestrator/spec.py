@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import importlib
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from agents.analyses import Quantity
 
 __all__ = [
     "BudgetSpec",
@@ -33,8 +34,9 @@ __all__ = [
     "SCAN_KEY",
     "ScanSpec",
     "SimulationSpec",
-    "XRDAnalysisSpec",
-    "builtin_phases",
+    "StepSpec",
+    "AnalysisStepSpec",
+    "outcome",
     "check_resources",
     "load_campaign",
     "parse_campaign",
@@ -42,8 +44,6 @@ __all__ = [
 
 #: A campaign file is a few kB; anything larger than this is the wrong file (or /dev/zero).
 MAX_CAMPAIGN_FILE_BYTES = 1_000_000
-#: A CIF file of a reference phase is a few kB to a few hundred kB.
-MAX_CIF_FILE_BYTES = 10_000_000
 #: At most this many problems are listed in one error; the rest are counted.
 MAX_PROBLEMS_SHOWN = 5
 #: Longest wait for one instrument's reply (timeout_s) and for one run (run_timeout_s), in seconds.
@@ -197,7 +197,7 @@ class PlannerSettings(_Strict):
 class InstrumentSpec(_Strict):
     """Where an instrument listens (a ZeroMQ endpoint) and how long to wait for it."""
 
-    kind: Literal["synthesiser", "diffractometer", "saxs", "pdf", "xas"]
+    kind: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]  # what it is: synthesiser, diffractometer, ...
     address: Annotated[str, Field(pattern=r"^(tcp|ipc|inproc)://\S+$")]
     timeout_s: Annotated[float, Field(gt=0, le=MAX_REPLY_TIMEOUT_S)] = 5.0
     run_timeout_s: Annotated[float, Field(gt=0, le=MAX_RUN_TIMEOUT_S)] = 3600.0
@@ -247,49 +247,42 @@ class MeasurementSpec(_Strict):
 SCAN_KEY = "scan"
 
 
-class XRDAnalysisSpec(_Strict):
-    """Phase quantification of powder XRD against reference phases (built-in names or CIF paths).
+class AnalysisStepSpec(_Strict):
+    """The analysis agent that turns a step's reading into quantities: a registered name (see
+    :mod:`agents.analyses`) and the options it takes."""
 
-    ``method: fit`` (the default) refines every pattern against ``phases`` by whole-pattern least squares;
-    ``method: network`` runs the trained deep ensemble ``model`` (a shipped name such as ``tio2_calcination`` or a
-    model-card path), thousands of times faster, whose phases must be ``phases``. Either way every quantity
-    comes with a standard deviation, which the planner takes as its observation noise.
+    agent: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    options: dict[str, Any] = {}
+
+
+StepParam = float | int | str | bool
+
+
+class StepSpec(_Strict):
+    """One step of a sample's workflow: a job on an instrument (any of a ``kind``, or one named ``instrument``),
+    with what it is sent, and for a measurement the analysis of its reading.
+
+    Every job is sent the experiment's ``sample_id``; ``params`` adds fixed values; ``conditions: true`` adds the
+    planner's conditions (``{"conditions": {...}}``, what a synthesiser takes); ``scan: true`` adds the counting
+    time of the campaign's ``measurement`` (the planner's choice of scan, if it has several).
     """
 
-    phases: Annotated[list[str], Field(min_length=1)]
-    method: Literal["fit", "network"] = "fit"
-    model: str | None = None
-    caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002)
-    background_terms: Annotated[int, Field(ge=1, le=12)] = 6
-
-    @field_validator("phases")
-    @classmethod
-    def _known_phases(cls, phases: list[str]) -> list[str]:
-        """Built-in names must be in the phase library (CIF files are checked by :func:`check_resources`), and no
-        phase may be given twice: checked here, so an unknown phase is named as such."""
-        known = builtin_phases()
-        for i, phase in enumerate(phases):
-            if not phase.strip():
-                raise ValueError(f"entry {i} is an empty phase name")
-            if not _is_cif(phase) and phase not in known:
-                raise ValueError(
-                    f"unknown phase {phase!r}: not a built-in phase ({', '.join(known)}) and not a .cif file"
-                )
-        labels = [_phase_label(phase) for phase in phases]
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(f"phase {', '.join(repeated)} is given twice")
-        return phases
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    kind: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")] | None = None
+    instrument: str | None = None
+    params: dict[str, StepParam] = {}
+    conditions: bool = False
+    scan: bool = False
+    analysis: AnalysisStepSpec | None = None
 
     @model_validator(mode="after")
-    def _network_has_a_model(self) -> XRDAnalysisSpec:
-        if self.method == "network" and not self.model:
-            raise ValueError("method 'network' needs a model: a shipped name (tio2_calcination) or a model-card path")
+    def _one_target(self) -> StepSpec:
+        if (self.kind is None) == (self.instrument is None):
+            raise ValueError(f"step {self.name!r}: give either `kind` (any instrument of it) or `instrument` (one)")
+        reserved = sorted({"sample_id", "conditions"} & set(self.params))
+        if reserved:
+            raise ValueError(f"step {self.name!r}: params {', '.join(reserved)} are set by the workflow, not by hand")
         return self
-
-
-class AnalysisSpec(_Strict):
-    xrd: XRDAnalysisSpec
 
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -322,7 +315,13 @@ class SimulationSpec(_Strict):
 
 
 class CampaignSpec(_Strict):
-    """A whole campaign file."""
+    """A whole campaign file.
+
+    A sample's route through the lab is ``workflow``, an ordered list of steps (:class:`StepSpec`); the quantities
+    its analyses report are named ``step.quantity`` (``saxs.radius_nm``), or by the bare quantity name where only
+    one step reports it. A file without ``workflow`` is a furnace + XRD campaign: its ``analysis: {xrd: ...}``
+    section configures the default workflow (:func:`agents.builtin_analyses.default_workflow`).
+    """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
@@ -337,8 +336,14 @@ class CampaignSpec(_Strict):
     client_key: str | None = None  # this orchestrator's CurveZMQ secret key file, for instruments with server_key
     instruments: dict[str, InstrumentSpec]
     measurement: MeasurementSpec = MeasurementSpec()
-    analysis: AnalysisSpec
+    workflow: Annotated[list[StepSpec], Field(min_length=1)] | None = None
+    analysis: dict[str, dict[str, Any]] | None = None  # the default workflow's analysis (files without `workflow`)
     simulation: SimulationSpec | None = None
+
+    _steps: list[StepSpec] = PrivateAttr(default_factory=list)
+    _options: list[BaseModel | None] = PrivateAttr(default_factory=list)
+    _quantities: dict[str, Quantity] = PrivateAttr(default_factory=dict)
+    _where: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("parameters")
     @classmethod
@@ -351,37 +356,30 @@ class CampaignSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_cross_references(self) -> CampaignSpec:
-        kinds = {spec.kind for spec in self.instruments.values()}
-        for needed in ("synthesiser", "diffractometer"):
-            if needed not in kinds:
-                raise ValueError(f"instruments: no instrument of kind {needed!r}")
+        self._resolve_workflow()
         keyed = [name for name, spec in self.instruments.items() if spec.server_key]
         if keyed and not self.client_key:
             raise ValueError(f"instruments {', '.join(keyed)} have a server_key: give client_key (a .key_secret file)")
         addresses = [spec.address for spec in self.instruments.values()]
         if len(set(addresses)) != len(addresses):
             raise ValueError("instruments: two instruments share one address")
-        known = set(self.measured_quantities())
         for item in [*self.objectives, *self.constraints]:
-            if item.name not in known:
-                raise ValueError(
-                    f"{item.name!r} is not a quantity the analysis reports; known: {', '.join(sorted(known))}"
-                )
+            self.quantity_key(item.name)  # raises naming the known quantities
         names = [o.name for o in self.objectives]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"objectives: {', '.join(repeated)} given twice")
-        fractions = set(self.weight_fractions())
+        shares = set(self.shares())
         for i, constraint in enumerate(self.constraints):
-            if constraint.name in fractions and not 0.0 <= constraint.value <= 1.0:
+            if constraint.name in shares and not 0.0 <= constraint.value <= 1.0:
                 raise ValueError(
-                    f"constraints.{i}.value: {constraint.name} is a weight fraction, between 0 and 1; "
+                    f"constraints.{i}.value: {constraint.name} is a share (a weight fraction or probability), between 0 and 1; "
                     f"got {constraint.value:g}"
                 )
         for i, objective in enumerate(self.objectives):
-            if objective.name in fractions and objective.target is not None and not 0.0 <= objective.target <= 1.0:
+            if objective.name in shares and objective.target is not None and not 0.0 <= objective.target <= 1.0:
                 raise ValueError(
-                    f"objectives.{i}.target: {objective.name} is a weight fraction, between 0 and 1; "
+                    f"objectives.{i}.target: {objective.name} is a share (a weight fraction or probability), between 0 and 1; "
                     f"got {objective.target:g}"
                 )
         by_name = {p.name: p for p in self.parameters}
@@ -406,33 +404,119 @@ class CampaignSpec(_Strict):
             raise ValueError(f"{' and '.join(botorch_only)} need planner 'botorch', not {self.planner.name!r}")
         if self.measurement.scans is not None and SCAN_KEY in by_name:
             raise ValueError(f"measurement.scans records its choice as {SCAN_KEY!r}, which is also a parameter name")
+        if self.measurement.scans is not None and not any(step.scan for step in self._steps):
+            raise ValueError("measurement.scans: no workflow step has `scan: true` to measure with the chosen scan")
         return self
 
-    def weight_fractions(self) -> list[str]:
-        """Names of the phase weight fractions the configured analysis reports (quantities in ``[0, 1]``)."""
-        return [f"{_phase_label(phase)}_fraction" for phase in self.analysis.xrd.phases]
+    def _resolve_workflow(self) -> None:
+        """Check the workflow (or build the default one) and the analyses' options; keep the quantities."""
+        from agents.analyses import analysis_kind
+        from agents.builtin_analyses import default_workflow
 
-    def measured_quantities(self) -> list[str]:
-        """Names of the quantities the configured analysis reports (the allowed objectives)."""
-        names: list[str] = []
-        for phase in self.analysis.xrd.phases:
-            label = _phase_label(phase)
-            names += [
-                f"{label}_fraction",
-                f"{label}_crystallite_size_nm",
-                f"{label}_a_angstrom",
-                f"{label}_b_angstrom",
-                f"{label}_c_angstrom",
-            ]
-        return names + (["rwp"] if self.analysis.xrd.method == "fit" else [])
+        if self.workflow is not None and self.analysis is not None:
+            raise ValueError("give the analysis in the workflow's steps, not in a separate `analysis:` section")
+        if self.workflow is None:
+            if self.analysis is None:
+                raise ValueError("missing required field 'workflow' (or, for a furnace + XRD campaign, 'analysis')")
+            unknown = sorted(set(self.analysis) - {"xrd"})
+            if unknown:
+                raise ValueError(f"unknown field 'analysis.{unknown[0]}' (misspelt?); only 'analysis.xrd' is known")
+            if "xrd" not in self.analysis:
+                raise ValueError("missing required field 'analysis.xrd'")
+            steps = [StepSpec.model_validate(step) for step in default_workflow(self.analysis["xrd"])]
+            where = ["synthesis", "analysis.xrd"]
+        else:
+            steps = list(self.workflow)
+            where = [f"workflow.{i}.analysis.options" for i in range(len(steps))]
+        names = [step.name for step in steps]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"workflow: step {', '.join(repeated)} given twice; each step needs its own name")
+        kinds = {spec.kind for spec in self.instruments.values()}
+        options: list[BaseModel | None] = []
+        quantities: dict[str, Quantity] = {}
+        for i, step in enumerate(steps):
+            if step.instrument is not None and step.instrument not in self.instruments:
+                raise ValueError(
+                    f"workflow.{i}.instrument: no instrument named {step.instrument!r}; "
+                    f"known: {', '.join(self.instruments)}"
+                )
+            if step.kind is not None and step.kind not in kinds:
+                raise ValueError(
+                    f"instruments: no instrument of kind {step.kind!r} for step {step.name!r} "
+                    f"(kinds given: {', '.join(sorted(kinds))})"
+                )
+            if step.analysis is None:
+                options.append(None)
+                continue
+            try:
+                kind = analysis_kind(step.analysis.agent)
+            except KeyError as error:
+                raise ValueError(f"workflow step {step.name!r}: {error.args[0]}") from None
+            try:
+                validated = kind.options.model_validate(step.analysis.options)
+            except ValidationError as error:
+                raise ValueError(_describe_errors(error.errors(), prefix=where[i])) from None
+            options.append(validated)
+            for quantity in kind.quantities(validated):
+                quantities[f"{step.name}.{quantity.name}"] = quantity
+        if not quantities:
+            raise ValueError("workflow: no step has an analysis, so nothing is measured for the objectives")
+        self._steps, self._options, self._quantities = steps, options, quantities
+        self._where = where
+
+    # --- the workflow ----------------------------------------------------------------------------------------
+    def steps(self) -> list[StepSpec]:
+        """The sample's workflow, in order (the default furnace + XRD one for a file without ``workflow``)."""
+        return list(self._steps)
+
+    def analysis_options(self, step: int) -> BaseModel | None:
+        """The validated options of step ``step``'s analysis (None for a step without one)."""
+        return self._options[step]
+
+    def options_location(self, step: int) -> str:
+        """Where step ``step``'s analysis options are in the campaign file (for error messages)."""
+        return self._where[step]
+
+    def instruments_for(self, step: int) -> list[str]:
+        """The instruments that may run step ``step``: the one it names, or every instrument of its kind."""
+        spec = self._steps[step]
+        if spec.instrument is not None:
+            return [spec.instrument]
+        return [name for name, instrument in self.instruments.items() if instrument.kind == spec.kind]
+
+    # --- the quantities --------------------------------------------------------------------------------------
+    def quantities(self) -> dict[str, Quantity]:
+        """Every quantity the workflow's analyses report, by ``step.quantity``."""
+        return dict(self._quantities)
+
+    def quantity_key(self, name: str) -> str:
+        """The ``step.quantity`` an objective's or constraint's ``name`` refers to.
+
+        Raises:
+            ValueError: for a name no analysis reports, or a bare name two steps report.
+        """
+        if name in self._quantities:
+            return name
+        matches = [key for key in self._quantities if key.split(".", 1)[1] == name]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise ValueError(f"{name!r} is reported by several steps: write one of {', '.join(matches)}")
+        known = sorted({key.split(".", 1)[1] for key in self._quantities} | set(self._quantities))
+        raise ValueError(f"{name!r} is not a quantity the analysis reports; known: {', '.join(known)}")
+
+    def shares(self) -> list[str]:
+        """Objective and constraint names whose quantity is a share in [0, 1] (modelled on a logit scale)."""
+        names = [o.name for o in self.objectives] + [c.name for c in self.constraints]
+        return [n for n in names if self._quantities[self.quantity_key(n)].share]
 
     def max_in_flight(self) -> int:
-        """The bound on experiments planned but not yet analysed: the file's, else one per synthesiser (at least
-        one batch)."""
+        """The bound on experiments planned but not yet analysed: the file's, else one per instrument of the
+        workflow's first step (at least one batch)."""
         if self.budget.max_in_flight is not None:
             return self.budget.max_in_flight
-        synthesisers = sum(spec.kind == "synthesiser" for spec in self.instruments.values())
-        return max(synthesisers, self.budget.batch_size, 1)
+        return max(len(self.instruments_for(0)), self.budget.batch_size, 1)
 
     def instrument_of_kind(self, kind: str) -> tuple[str, InstrumentSpec]:
         """The first instrument of ``kind`` as ``(name, spec)``."""
@@ -442,21 +526,17 @@ class CampaignSpec(_Strict):
         raise KeyError(f"no instrument of kind {kind!r}")
 
 
-def _is_cif(phase: str) -> bool:
-    return phase.lower().endswith(".cif")
+def outcome(outcomes: dict[str, dict[str, float]], key: str) -> dict[str, float]:
+    """The measured ``step.quantity`` ``key`` of an experiment's outcomes: ``{"value": v, "std": s}``.
 
+    Experiments recorded before workflows were data keep their quantities by bare name; they are found too.
 
-def _phase_label(phase: str) -> str:
-    """The name a phase's quantities carry: a built-in phase's own name, or a CIF file's stem."""
-    return Path(phase).stem if _is_cif(phase) else phase
-
-
-def builtin_phases() -> list[str]:
-    """Names of the built-in reference phases (the CIF files of ``analysis/phase_library``), without importing
-    the analysis (and pymatgen)."""
-    import analysis
-
-    return sorted(path.stem for path in (Path(analysis.__file__).parent / "phase_library").glob("*.cif"))
+    Raises:
+        KeyError: the experiment has no such quantity.
+    """
+    if key in outcomes:
+        return outcomes[key]
+    return outcomes[key.split(".", 1)[1]]
 
 
 # The tags pydantic adds to an error's location inside a union (``float | str``): not part of the field's name.
@@ -538,8 +618,11 @@ def _describe_error(error: dict[str, Any]) -> str:
     return f"{location}: {message}" if location else message
 
 
-def _describe_errors(errors: list[dict[str, Any]]) -> str:
-    """Every problem once (a union reports each of its members), at most MAX_PROBLEMS_SHOWN of them."""
+def _describe_errors(errors: list[dict[str, Any]], prefix: str = "") -> str:
+    """Every problem once (a union reports each of its members), at most MAX_PROBLEMS_SHOWN of them; ``prefix``
+    is where the validated part sits in the campaign file."""
+    if prefix:
+        errors = [{**error, "loc": (*prefix.split("."), *error["loc"])} for error in errors]
     problems: list[str] = []
     seen: set[str] = set()
     for error in errors:
@@ -712,63 +795,33 @@ def load_campaign(path: str | Path, *, resources: bool = True) -> CampaignSpec:
 
 
 def check_resources(spec: CampaignSpec, source: str = "<campaign>") -> None:
-    """Check what a valid campaign names outside itself, before any instrument or flow starts: CIF files of
-    reference phases exist and parse, a planner plug-in ``module:Class`` imports, a trained network model exists,
+    """Check what a valid campaign names outside itself, before any instrument or flow starts: what each step's
+    analysis names (CIF files of reference phases, a trained model), a planner plug-in ``module:Class`` imports,
     CurveZMQ key files exist.
 
     Raises:
         CampaignFileError: naming the source, the field and the problem.
     """
-    for i, phase in enumerate(spec.analysis.xrd.phases):
-        if _is_cif(phase):
-            problem = _cif_problem(Path(phase))
-            if problem:
-                raise CampaignFileError(f"{source}: analysis.xrd.phases.{i}: phase file {phase}: {problem}")
+    from agents.analyses import analysis_kind
+
+    for i, step in enumerate(spec.steps()):
+        options = spec.analysis_options(i)
+        if step.analysis is None or options is None:
+            continue
+        check = analysis_kind(step.analysis.agent).check_resources
+        problem = check(options) if check is not None else None
+        if problem:
+            raise CampaignFileError(f"{source}: {spec.options_location(i)}.{problem}")
     name = spec.planner.name
     if ":" in name:
         problem = _plugin_problem(name)
         if problem:
             raise CampaignFileError(f"{source}: planner.name: planner plug-in {name!r} {problem}")
-    xrd = spec.analysis.xrd
-    if xrd.method == "network" and xrd.model:
-        card = Path(xrd.model)
-        if card.suffix != ".json":
-            import analysis
-
-            card = Path(analysis.__file__).parent / "weights" / f"{xrd.model}.json"  # as analysis.ml.load_ensemble
-        if not card.is_file():
-            shipped = sorted(p.stem for p in card.parent.glob("*.json")) if card.parent.is_dir() else []
-            raise CampaignFileError(
-                f"{source}: analysis.xrd.model: no trained model {xrd.model!r}; shipped: {', '.join(shipped) or '-'}; "
-                "or give a model-card .json path"
-            )
     keys = [("client_key", spec.client_key)]
     keys += [(f"instruments.{n}.server_key", i.server_key) for n, i in spec.instruments.items()]
     for field, key in keys:
         if key is not None and not Path(key).is_file():
             raise CampaignFileError(f"{source}: {field}: key file {key}: no such file (make one with `crucible keys`)")
-
-
-def _cif_problem(path: Path) -> str | None:
-    """What is wrong with a reference phase's CIF file, or None."""
-    if not path.exists():
-        return "no such file"
-    if not path.is_file():
-        return "not a file"
-    if path.stat().st_size > MAX_CIF_FILE_BYTES:
-        return f"too large for a CIF file (more than {MAX_CIF_FILE_BYTES // 1_000_000} MB)"
-    from pymatgen.core import Structure
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pymatgen warns about every oddity of a CIF it still reads
-            structure = Structure.from_file(path)
-    except Exception as error:  # pymatgen raises many kinds for a CIF it cannot read
-        reason = " ".join(str(error).split()) or type(error).__name__
-        return f"cannot be read as a crystal structure ({reason[:200]})"
-    if len(structure) == 0:
-        return "has no atoms"
-    return None
 
 
 def _plugin_problem(name: str) -> str | None:

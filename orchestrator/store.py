@@ -31,6 +31,8 @@ __all__ = [
     "ProposalRecord",
     "ReadingRecord",
     "SampleRecord",
+    "StepAnalysisRecord",
+    "StepResultRecord",
     "Store",
     "StoreError",
 ]
@@ -48,13 +50,16 @@ def _new_id() -> str:
 
 
 class ExperimentStatus:
-    """The lifecycle of one experiment, from proposal to record."""
+    """The lifecycle of one experiment, from proposal to record.
+
+    ``running``: the job of workflow step ``ExperimentRecord.step`` is on ``ExperimentRecord.instrument``.
+    ``ran``: that step's job is done and recorded; the next step (or an analysis) is still to come.
+    ``analysed``: every step ran and every analysis is recorded; its quantities are the experiment's outcomes.
+    """
 
     PLANNED = "planned"
-    SYNTHESISING = "synthesising"
-    MADE = "made"
-    MEASURING = "measuring"
-    MEASURED = "measured"
+    RUNNING = "running"
+    RAN = "ran"
     ANALYSED = "analysed"
     FAILED = "failed"
     REJECTED = "rejected"  # an operator refused the proposal before any instrument ran it; costs no budget
@@ -82,6 +87,7 @@ class ExperimentRecord(SQLModel, table=True):
     sample_id: str
     status: str = ExperimentStatus.PLANNED
     instrument: str | None = None  # the instrument the experiment is on (or was last on)
+    step: int | None = None  # the workflow step running (status running) or last done (ran); None while planned
     approved: bool = True  # False while a planned experiment awaits an operator's approval
     excluded_reason: str | None = None  # set when an operator marks the experiment bad: the planner forgets it
     conditions_json: str = Field(sa_column=Column(Text, nullable=False))
@@ -161,6 +167,50 @@ class AnalysisRecord(SQLModel, table=True):
     agent: str
     quantities_json: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=_now)
+
+
+class StepResultRecord(SQLModel, table=True):
+    """What one workflow step's job returned: the instrument's result, and its reading when it measured one."""
+
+    __tablename__ = "step_result"
+    __table_args__ = (UniqueConstraint("experiment_id", "step"),)
+    id: str = Field(default_factory=_new_id, primary_key=True)
+    experiment_id: str = Field(foreign_key="experiment.id", index=True)
+    step: str
+    step_index: int
+    sample_id: str
+    instrument: str
+    job_id: str
+    result_json: str = Field(sa_column=Column(Text, nullable=False))
+    reading_kind: str | None = None
+    created_at: datetime = Field(default_factory=_now)
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.result_json)  # type: ignore[no-any-return]
+
+    @property
+    def reading(self) -> dict[str, Any] | None:
+        """The reading's ``as_dict`` form, if the step measured one."""
+        return self.result.get("reading") if self.reading_kind else None
+
+
+class StepAnalysisRecord(SQLModel, table=True):
+    """The quantities an analysis agent found in one step's reading (``name -> {"value", "std"}``)."""
+
+    __tablename__ = "step_analysis"
+    __table_args__ = (UniqueConstraint("experiment_id", "step"),)
+    id: str = Field(default_factory=_new_id, primary_key=True)
+    experiment_id: str = Field(foreign_key="experiment.id", index=True)
+    step: str
+    agent: str
+    quantities_json: str = Field(sa_column=Column(Text, nullable=False))
+    warnings_json: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=_now)
+
+    @property
+    def quantities(self) -> dict[str, dict[str, float]]:
+        return json.loads(self.quantities_json)  # type: ignore[no-any-return]
 
 
 class StoreError(RuntimeError):
@@ -384,7 +434,8 @@ class Store:
             experiment_ids = [
                 e.id for e in session.exec(select(ExperimentRecord).where(ExperimentRecord.campaign_id == campaign_id))
             ]
-            for table in (AnalysisRecord, ReadingRecord, SampleRecord, ProposalRecord):
+            tables = (StepAnalysisRecord, StepResultRecord, AnalysisRecord, ReadingRecord, SampleRecord, ProposalRecord)
+            for table in tables:
                 for row in session.exec(select(table).where(table.experiment_id.in_(experiment_ids))):  # type: ignore[attr-defined]
                     session.delete(row)
             session.flush()
@@ -450,6 +501,58 @@ class Store:
 
     def analysis(self, experiment_id: str) -> AnalysisRecord | None:
         return self._of_experiment(AnalysisRecord, experiment_id)
+
+    # --- workflow steps ------------------------------------------------------------------------------------
+    def step_results(self, experiment_id: str) -> list[StepResultRecord]:
+        """What each step of an experiment returned so far, in workflow order."""
+        with self.session() as session:
+            query = select(StepResultRecord).where(StepResultRecord.experiment_id == experiment_id)
+            return list(session.exec(query.order_by(StepResultRecord.step_index)))  # type: ignore[arg-type]
+
+    def step_result(self, experiment_id: str, step: str) -> StepResultRecord | None:
+        with self.session() as session:
+            query = select(StepResultRecord).where(
+                StepResultRecord.experiment_id == experiment_id, StepResultRecord.step == step
+            )
+            return session.exec(query).first()
+
+    def step_analyses(self, experiment_id: str) -> dict[str, StepAnalysisRecord]:
+        """The analyses recorded for an experiment, by step name."""
+        with self.session() as session:
+            query = select(StepAnalysisRecord).where(StepAnalysisRecord.experiment_id == experiment_id)
+            return {record.step: record for record in session.exec(query)}
+
+    def migrate_legacy_experiments(self, campaign_id: str, step_names: tuple[str, str]) -> int:
+        """Bring a campaign's experiments recorded before workflows were data onto the two-step workflow
+        ``step_names`` (synthesis, XRD): statuses ``synthesising/made/measuring/measured`` become ``running/ran``
+        of the right step, and their sample and reading records become step results. Returns how many changed."""
+        old = {"synthesising": (ExperimentStatus.RUNNING, 0), "made": (ExperimentStatus.RAN, 0),
+               "measuring": (ExperimentStatus.RUNNING, 1), "measured": (ExperimentStatus.RAN, 1)}
+        changed = 0
+        with self.session() as session:
+            query = select(ExperimentRecord).where(ExperimentRecord.campaign_id == campaign_id)
+            for experiment in session.exec(query):
+                if experiment.status not in old:
+                    continue
+                experiment.status, experiment.step = old[experiment.status]
+                sample = session.exec(select(SampleRecord).where(SampleRecord.experiment_id == experiment.id)).first()
+                if sample is not None:
+                    session.add(StepResultRecord(
+                        experiment_id=experiment.id, step=step_names[0], step_index=0, sample_id=sample.id,
+                        instrument=sample.instrument, job_id=sample.job_id, result_json=sample.result_json,
+                    ))
+                query_reading = select(ReadingRecord).where(ReadingRecord.experiment_id == experiment.id)
+                reading = session.exec(query_reading).first()
+                if reading is not None:
+                    session.add(StepResultRecord(
+                        experiment_id=experiment.id, step=step_names[1], step_index=1, sample_id=reading.sample_id,
+                        instrument=reading.instrument, job_id=reading.job_id, reading_kind=reading.kind,
+                        result_json=json.dumps({"reading": json.loads(reading.data_json)}),
+                    ))
+                session.add(experiment)
+                changed += 1
+            session.commit()
+        return changed
 
     # --- instrument leases -----------------------------------------------------------------------------------
     def lease_tokens(self, campaign_name: str) -> dict[str, str]:

@@ -34,8 +34,8 @@ def run_to_budget(campaign: Campaign) -> None:
     """Plan, synthesise, characterise and analyse, one step after another, until the budget is spent."""
     while campaign.remaining_budget() > 0:
         for experiment_id in campaign.plan():
-            campaign.synthesise(experiment_id)
-            campaign.characterise(experiment_id)
+            for step in range(len(campaign.steps)):
+                campaign.run_step(experiment_id, step)
             campaign.analyse(experiment_id)
 
 
@@ -58,24 +58,26 @@ def test_campaign_steps_through_zeromq_servers_and_sqlite(tmp_path: Path) -> Non
     assert all(e.status == ExperimentStatus.ANALYSED for e in experiments)
     # Sobol points at seed 7 include anneals that leave no anatase: its size is undetermined (NaN), and the
     # planner learns those as infeasible rather than as numbers.
-    assert any(math.isnan(e.outcomes["anatase_crystallite_size_nm"]["value"]) for e in experiments)
+    assert any(math.isnan(e.outcomes["xrd.anatase_crystallite_size_nm"]["value"]) for e in experiments)
     strategies = [reopened.proposal(e.id).strategy for e in experiments]  # type: ignore[union-attr]
     assert strategies == ["sobol"] * 4 + ["qLogNEI"], strategies
     for experiment in experiments:
-        sample = reopened.sample(experiment.id)
-        reading = reopened.reading(experiment.id)
-        assert sample is not None and sample.id == experiment.sample_id
-        assert reading is not None and reading.kind == "diffractogram" and reading.sample_id == experiment.sample_id
-        assert reopened.analysis(experiment.id) is not None
-        fraction = experiment.outcomes["rutile_fraction"]
+        sample = reopened.step_result(experiment.id, "synthesis")
+        reading = reopened.step_result(experiment.id, "xrd")
+        assert sample is not None and sample.sample_id == experiment.sample_id and sample.reading is None
+        assert reading is not None and reading.reading_kind == "diffractogram"
+        assert reading.reading is not None and reading.reading["sample_id"] == experiment.sample_id
+        assert set(reopened.step_analyses(experiment.id)) == {"xrd"}
+        fraction = experiment.outcomes["xrd.rutile_fraction"]
         assert 0.0 <= fraction["value"] <= 1.0 and math.isfinite(fraction["std"])
         low, high = 400.0, 1000.0
         assert low <= experiment.conditions["anneal_temperature_c"] <= high
     # Re-running a finished step is a no-op: nothing is measured twice.
     with Lab.from_spec(spec) as lab:
         again = Campaign(spec, reopened, lab, record)
-        again.synthesise(experiments[0].id)
-        assert reopened.sample(experiments[0].id).job_id == f"{experiments[0].id}-synthesis"  # type: ignore[union-attr]
+        again.run_step(experiments[0].id, 0)
+        results = reopened.step_results(experiments[0].id)
+        assert [r.job_id for r in results] == [f"{experiments[0].id}-synthesis", f"{experiments[0].id}-xrd"]
 
 
 def test_campaign_analysed_by_the_network_feeds_its_uncertainty_to_the_planner(tmp_path: Path) -> None:
@@ -96,8 +98,8 @@ def test_campaign_analysed_by_the_network_feeds_its_uncertainty_to_the_planner(t
     truth = SCENARIOS["tio2_calcination"]()
     assert len(experiments) == 5
     for experiment in experiments:
-        assert store.analysis(experiment.id).agent == "xrd-network"  # type: ignore[union-attr]
-        rutile = experiment.outcomes["rutile_fraction"]
+        assert store.step_analyses(experiment.id)["xrd"].agent == "xrd-network"
+        rutile = experiment.outcomes["xrd.rutile_fraction"]
         assert 0.0 < rutile["std"] < 0.1
         assert rutile["value"] == pytest.approx(truth.quantities(experiment.conditions)["rutile_fraction"], abs=0.05)
     noisy = [o for o in told if o.variances]
@@ -139,9 +141,9 @@ def test_prefect_flow_runs_the_campaign(tmp_path: Path, prefect_harness: None) -
         task_names = {task.name for task in client.read_task_runs()}
         assert {
             "plan-flow-demo-000",
-            "synthesise-flow-demo-000",
-            "characterise-flow-demo-002",
-            "analyse-flow-demo-001",
+            "synthesis-flow-demo-000",
+            "xrd-flow-demo-002",
+            "analyse-xrd-flow-demo-001",
         } <= task_names
         artifacts = {artifact.key: artifact for artifact in client.read_artifacts()}
         assert {"flow-demo-experiments", "flow-demo-report", "flow-demo-progress"} <= set(artifacts)

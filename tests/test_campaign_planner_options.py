@@ -118,9 +118,9 @@ def test_the_planner_chooses_the_scan_and_the_diffractometer_counts_that_long(tm
     assert chosen[:4] == ["quick"] * 4, chosen  # no model yet: the cheapest scan
     assert set(chosen) <= {"quick", "long"}
     for experiment, scan in zip(experiments, chosen, strict=True):
-        reading = json.loads(store.reading(experiment.id).data_json)  # type: ignore[union-attr]
+        reading = store.step_result(experiment.id, "xrd").reading  # type: ignore[union-attr]
         assert reading["counting_time_s"] == scans[scan]["counting_time_s"]
-        sample = json.loads(store.sample(experiment.id).result_json)  # type: ignore[union-attr]
+        sample = store.step_result(experiment.id, "synthesis").result  # type: ignore[union-attr]
         assert "scan" not in sample["conditions"]
     # the planner learns each scan's noise from the analysis: the long scan's, until measured, from the quick
     # scan's scaled by counting statistics (variance ~ 1 / counting time)
@@ -128,9 +128,9 @@ def test_the_planner_chooses_the_scan_and_the_diffractometer_counts_that_long(tm
     planner.tell(campaign.observations())
     quick, long = planner._level_noise("anatase_crystallite_size_nm")  # type: ignore[attr-defined]
     reported = [
-        e.outcomes["anatase_crystallite_size_nm"]["std"] ** 2
+        e.outcomes["xrd.anatase_crystallite_size_nm"]["std"] ** 2
         for e in experiments
-        if e.conditions["scan"] == "quick" and math.isfinite(e.outcomes["anatase_crystallite_size_nm"]["std"])
+        if e.conditions["scan"] == "quick" and math.isfinite(e.outcomes["xrd.anatase_crystallite_size_nm"]["std"])
     ]
     assert quick == pytest.approx(statistics.median_low(reported), rel=1e-6)  # torch: the lower median
     if "long" not in chosen:

@@ -73,7 +73,7 @@ def test_two_synthesisers_keep_two_in_flight_and_pass_the_other_as_pending(tmp_p
     campaign, store = run_campaign(closed_loop_campaign("two", 7, synthesisers=2), tmp_path)
     assert campaign.max_in_flight == 2
     assert_closed_loop(campaign, store, max_in_flight=2)
-    made_on = {store.sample(e.id).instrument for e in campaign.experiments()}  # type: ignore[union-attr]
+    made_on = {store.step_result(e.id, "synthesis").instrument for e in campaign.experiments()}  # type: ignore[union-attr]
     assert made_on == {"furnace", "furnace-2"}
 
 

@@ -189,4 +189,4 @@ def test_approval_through_the_prefect_input_form_and_the_cli(tmp_path: Path, pre
     experiments = store.experiments(store.campaign_by_name("approved").id)  # type: ignore[union-attr]
     assert [e.status for e in experiments] == [ExperimentStatus.REJECTED, ExperimentStatus.ANALYSED, "analysed"]
     assert experiments[0].failure_reason == "rejected: too close to the last batch"
-    assert store.sample(experiments[0].id) is None, "a rejected experiment never reached an instrument"
+    assert not store.step_results(experiments[0].id), "a rejected experiment never reached an instrument"

@@ -49,7 +49,7 @@ def test_two_synthesisers_work_at_once_and_measurement_overlaps_synthesis(tmp_pa
     experiments = campaign.experiments()
     assert [e.index for e in experiments] == list(range(6))
     assert all(e.status == ExperimentStatus.ANALYSED for e in experiments)
-    made_on = {campaign.store.sample(e.id).instrument for e in experiments}  # type: ignore[union-attr]
+    made_on = {campaign.store.step_result(e.id, "synthesis").instrument for e in experiments}  # type: ignore[union-attr]
     assert made_on == {"furnace", "furnace-2"}, "both synthesisers were used"
     assert max(len(state) for state in overlaps) >= 2, "experiments were in flight at the same time"
 
@@ -61,10 +61,10 @@ def test_resume_sends_an_interrupted_job_back_to_its_instrument(tmp_path: Path) 
         campaign = Campaign.open(spec, store, lab)
         first = campaign.plan(1)[0]
         # The process "died" after recording that experiment 0 went onto furnace-2, before the reply came back.
-        store.update_experiment(first, status=ExperimentStatus.SYNTHESISING, instrument="furnace-2")
+        store.update_experiment(first, status=ExperimentStatus.RUNNING, step=0, instrument="furnace-2")
         resumed = Campaign.open(spec, store, lab, resume=True)
         executor = ThreadExecutor()
         Scheduler(resumed, executor).run()
         executor.close()
-    assert store.sample(first).instrument == "furnace-2"  # type: ignore[union-attr]
+    assert store.step_result(first, "synthesis").instrument == "furnace-2"  # type: ignore[union-attr]
     assert [e.status for e in store.experiments(campaign.id)] == [ExperimentStatus.ANALYSED] * 2
