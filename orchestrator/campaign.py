@@ -432,7 +432,9 @@ class Campaign:
             elif experiment.status == ExperimentStatus.ANALYSED:
                 found = {n: measured(self.spec, experiment.outcomes, n) for n in names}
                 values = {n: m["value"] for n, m in found.items()}
-                variances = {n: max(m["std"], 1e-9) ** 2 for n, m in found.items()}
+                # a quantity whose uncertainty the agent does not estimate (std NaN) is told without a variance:
+                # the planner infers its noise
+                variances = {n: max(m["std"], 1e-9) ** 2 for n, m in found.items() if math.isfinite(m["std"])}
                 if all(math.isfinite(v) for v in [*values.values(), *variances.values()]):
                     observations.append(Observation(experiment.conditions, values, variances))
                 else:

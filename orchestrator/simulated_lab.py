@@ -54,6 +54,14 @@ def check_simulation(spec: CampaignSpec) -> None:
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             + (f"; missing: {', '.join(missing)}" if missing else "")
         )
+    from sim_lab.serve import INSTRUMENTS
+
+    unserved = sorted({i.kind for i in spec.instruments.values()} - set(INSTRUMENTS))
+    if unserved:
+        raise SimulatedLabError(
+            f"{where}: instruments: the simulated lab has no {', '.join(unserved)}; it simulates "
+            f"{', '.join(INSTRUMENTS)}"
+        )
     for parameter in spec.parameters:
         real = truth[parameter.name]
         if parameter.kind == "categorical" or parameter.low is None or parameter.high is None:
@@ -227,12 +235,17 @@ def truth_scores(spec: CampaignSpec, conditions: list[dict[str, Any]]) -> tuple[
     objective = spec.objectives[0]
     if objective.direction == "target":
         raise SimulatedLabError("scoring against truth supports maximize/minimize objectives")
-    constraints = [(c.name, c.op, c.value) for c in spec.constraints]
-    best_conditions, best_value = true_optimum(scenario, objective.name, objective.direction, constraints)
+
+    def truth_name(name: str) -> str:
+        return spec.simulation.truth.get(name, name.rsplit(".", 1)[-1])  # type: ignore[union-attr]
+
+    constraints = [(truth_name(c.name), c.op, c.value) for c in spec.constraints]
+    objective_name = truth_name(objective.name)
+    best_conditions, best_value = true_optimum(scenario, objective_name, objective.direction, constraints)
     values = []
     names = {p.name for p in spec.parameters}
     for point in conditions:
         made = {k: v for k, v in point.items() if k in names}  # not how it was measured (a chosen scan)
-        value, feasible = score(scenario, made, objective.name, objective.direction, constraints)
+        value, feasible = score(scenario, made, objective_name, objective.direction, constraints)
         values.append(value if feasible else float("nan"))
     return values, best_conditions, best_value

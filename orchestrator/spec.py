@@ -312,6 +312,9 @@ class SimulationSpec(_Strict):
     seed: Seed = 0
     time_factor: Annotated[float, Field(ge=0, le=100)] = 0.0  # 0: instant, 1: real time
     faults: FaultsSpec = FaultsSpec()
+    # which ground-truth quantity of the scenario each objective or constraint measures (for scoring against the
+    # truth); by default the quantity's bare name (``xrd.anatase_fraction`` -> ``anatase_fraction``)
+    truth: dict[str, str] = {}
 
 
 class CampaignSpec(_Strict):
@@ -373,14 +376,14 @@ class CampaignSpec(_Strict):
         for i, constraint in enumerate(self.constraints):
             if constraint.name in shares and not 0.0 <= constraint.value <= 1.0:
                 raise ValueError(
-                    f"constraints.{i}.value: {constraint.name} is a share (a weight fraction or probability), between 0 and 1; "
-                    f"got {constraint.value:g}"
+                    f"constraints.{i}.value: {constraint.name} is a share (a weight fraction or probability), "
+                    f"between 0 and 1; got {constraint.value:g}"
                 )
         for i, objective in enumerate(self.objectives):
             if objective.name in shares and objective.target is not None and not 0.0 <= objective.target <= 1.0:
                 raise ValueError(
-                    f"objectives.{i}.target: {objective.name} is a share (a weight fraction or probability), between 0 and 1; "
-                    f"got {objective.target:g}"
+                    f"objectives.{i}.target: {objective.name} is a share (a weight fraction or probability), "
+                    f"between 0 and 1; got {objective.target:g}"
                 )
         by_name = {p.name: p for p in self.parameters}
         for i, linear in enumerate(self.parameter_constraints):
