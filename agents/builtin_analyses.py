@@ -1,4 +1,5 @@
-"""Crucible's own analyses for workflow steps: powder XRD phase analysis, SAXS shape and size, PDF particle size.
+"""Crucible's own analyses for workflow steps: powder XRD phases, SAXS shape and size, PDF particle size, XANES
+oxidation states.
 
 Each is an :class:`agents.analyses.AnalysisKind` with the options a campaign file gives it. The agents' modules
 (pymatgen, torch, scipy) are imported only when an agent is built, so reading a campaign file stays quick.
@@ -310,7 +311,92 @@ PDF_SIZE = AnalysisKind(
 )
 
 
-BUILTIN: tuple[AnalysisKind, ...] = (XRD, SAXS_SHAPE, PDF_SIZE)
+# --- XANES -------------------------------------------------------------------------------------------------------
+class XanesLCFOptions(_Options):
+    """The standards to combine: a shipped edge (``Ce_L3``, ``Ni_K``) or a JSON file of a lab's own standards (see
+    :func:`analysis.xanes_lcf.load_standards`), and the largest energy shift to allow, eV."""
+
+    standards: str
+    max_shift_ev: Annotated[float, Field(gt=0, le=20)] = 3.0
+
+    @field_validator("standards")
+    @classmethod
+    def _known_standards(cls, standards: str) -> str:
+        if not standards.endswith(".json") and not _standards_path(standards).is_file():
+            import analysis
+
+            shipped = sorted(p.stem for p in (Path(analysis.__file__).parent / "xanes_standards").glob("*.json"))
+            raise ValueError(f"no shipped XANES standards {standards!r}; shipped: {', '.join(shipped)} (or a .json)")
+        return standards
+
+
+def _standards_path(standards: str) -> Path:
+    if standards.endswith(".json"):
+        return Path(standards)
+    import analysis
+
+    return Path(analysis.__file__).parent / "xanes_standards" / f"{standards}.json"
+
+
+def _xanes_states(options: XanesLCFOptions) -> list[str]:
+    """The standards' state labels, read without importing the analysis."""
+    import json
+
+    try:
+        return list(json.loads(_standards_path(options.standards).read_text(encoding="utf-8"))["states"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # named by the resource check
+
+
+def _xanes_quantities(options: XanesLCFOptions) -> list[Quantity]:
+    quantities = [Quantity(f"{label}_fraction", "fraction of absorber", share=True) for label in _xanes_states(options)]
+    return quantities + [Quantity("energy_shift_ev", "eV"), Quantity("lcf_weight_sum"), Quantity("lcf_r_factor")]
+
+
+def _xanes_resources(options: XanesLCFOptions) -> str | None:
+    from analysis.xanes_lcf import load_standards
+
+    try:
+        load_standards(_standards_path(options.standards))
+    except ValueError as error:
+        return f"standards: {error}"
+    return None
+
+
+class _XanesAgent:
+    """Oxidation-state fractions by linear combination of the standards (:func:`analysis.xanes_lcf.fit_xanes_lcf`)."""
+
+    name = "xanes-lcf"
+
+    def __init__(self, options: XanesLCFOptions) -> None:
+        from analysis.xanes_lcf import load_standards
+
+        self.standards = load_standards(_standards_path(options.standards))
+        self.max_shift_ev = options.max_shift_ev
+
+    def analyse(self, reading: Any) -> Any:
+        from agents.xrd_phase_agent import AnalysisReport
+        from analysis.xanes_lcf import fit_xanes_lcf
+        from instruments.readings import Spectrum
+
+        if not isinstance(reading, Spectrum):
+            raise TypeError(f"{self.name} analyses spectra, not {type(reading).__name__}")
+        fit = fit_xanes_lcf(reading, self.standards, self.max_shift_ev)
+        return AnalysisReport(self.name, reading.sample_id, fit.quantities())
+
+
+XANES_LCF = AnalysisKind(
+    name="xanes-lcf",
+    reading_kind="spectrum",
+    options=XanesLCFOptions,
+    quantities=_xanes_quantities,
+    build=_XanesAgent,
+    check_resources=_xanes_resources,
+    description="oxidation-state fractions from a XANES spectrum, by linear combination of measured standards",
+)
+
+
+BUILTIN: tuple[AnalysisKind, ...] = (XRD, SAXS_SHAPE, PDF_SIZE, XANES_LCF)
 
 
 def default_workflow(analysis: dict[str, Any]) -> list[dict[str, Any]]:

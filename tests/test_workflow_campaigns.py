@@ -1,9 +1,9 @@
 """Workflows as data: campaigns whose samples go through other steps than furnace -> XRD.
 
-- The shipped nanoparticle campaign (synthesis -> SAXS -> PDF) runs through ``crucible run --sim`` (real instrument
-  server processes, the real scheduler, Prefect), is SIGKILLed mid-workflow (the campaign and its servers) and
-  resumed, and loses or repeats nothing: every step ran on its instrument, once, and every quantity the objectives
-  and constraints name reached the planner with its variance.
+- Each shipped workflow campaign (nanoparticles: synthesis -> SAXS -> PDF; multi-modal: synthesis -> XRD -> XAS)
+  runs through ``crucible run --sim`` (real instrument server processes, the real scheduler, Prefect), is SIGKILLed
+  mid-workflow (the campaign and its servers) and resumed, and loses or repeats nothing: every step ran on its
+  instrument, once, and every quantity the objectives and constraints name reached the planner with its variance.
 - A technique Crucible does not know (a spin coater and a UV-vis spectrometer, with a band-gap agent), defined in
   this file only, runs a whole campaign: its instruments speak the instrument protocol over real ZeroMQ sockets, its
   agent is registered by name, and nothing in ``orchestrator/`` names it.
@@ -53,11 +53,36 @@ def _mid_workflow(database: Path) -> bool:
     return any(status in ("running", "ran") and (step or 0) >= 1 for status, step in rows)
 
 
-def test_nanoparticle_campaign_survives_kills_mid_workflow(tmp_path: Path, prefect_harness: None) -> None:
+WORKFLOWS = {
+    "ceria_nanoparticles.yaml": {
+        "route": [
+            ("synthesis", "flask", None), ("saxs", "saxs", "scattering_curve"), ("pdf", "pdf", "pair_distribution")
+        ],
+        "told": ["saxs.radius_nm", "saxs.radius_pd", "saxs.shape_sphere_probability"],
+        "without_variance": {"saxs.shape_sphere_probability"},  # its uncertainty is not estimated
+        "check": ("pdf.particle_diameter_nm", 0.3, 30.0),
+    },
+    "ceria_xrd_xas.yaml": {
+        "route": [("synthesis", "flask", None), ("xrd", "xrd", "diffractogram"), ("xas", "xas", "spectrum")],
+        "told": ["xas.ce3_fraction", "xrd.ceria_crystallite_size_nm"],
+        "without_variance": set(),
+        "check": ("xas.ce4_fraction", 0.4, 0.96),
+    },
+}
+
+
+@pytest.mark.parametrize("example", sorted(WORKFLOWS))
+def test_shipped_workflow_campaign_survives_kills_mid_workflow(
+    example: str, tmp_path: Path, prefect_harness: None
+) -> None:
+    """``crucible run FILE --sim``, SIGKILLed twice while a sample is between or inside its measurement steps, then
+    ``crucible resume``: every experiment is recorded once, every step ran on its instrument once, and every
+    quantity the objectives and constraints name reached the planner with its variance."""
     from prefect.settings import PREFECT_API_URL
 
-    budget = 6
-    data = yaml.safe_load((EXAMPLES / "ceria_nanoparticles.yaml").read_text())
+    expected = WORKFLOWS[example]
+    budget = 5
+    data = yaml.safe_load((EXAMPLES / example).read_text())
     data["budget"] = {"experiments": budget}
     data["planner"].update(initial_experiments=4, raw_samples=32, num_restarts=2)
     data["simulation"]["time_factor"] = 3e-4  # a synthesis takes about 2 s, a SAXS or PDF scan a few ms
@@ -97,16 +122,17 @@ def test_nanoparticle_campaign_survives_kills_mid_workflow(tmp_path: Path, prefe
     spec = parse_campaign(data)
     experiments = store.experiments(record.id)
     assert [e.index for e in experiments] == list(range(budget)), "experiments lost or duplicated"
-    route = [("synthesis", "flask"), ("saxs", "saxs"), ("pdf", "pdf")]
+    route = [(step, instrument) for step, instrument, _ in expected["route"]]
     analysed = [e for e in experiments if e.status == ExperimentStatus.ANALYSED]
     assert len(analysed) >= budget - 1, [e.failure_reason for e in experiments]
     for experiment in analysed:
         results = store.step_results(experiment.id)
         assert [(r.step, r.instrument) for r in results] == route, "every step ran on its instrument, in order"
-        assert [r.reading_kind for r in results] == [None, "scattering_curve", "pair_distribution"]
+        assert [r.reading_kind for r in results] == [kind for _, _, kind in expected["route"]]
         assert all(r.job_id.startswith(f"{experiment.id}-{r.step}") for r in results)
-        assert set(store.step_analyses(experiment.id)) == {"saxs", "pdf"}
-        assert 0.3 < experiment.outcomes["pdf.particle_diameter_nm"]["value"] < 30
+        assert set(store.step_analyses(experiment.id)) == {step for step, _, kind in expected["route"] if kind}
+        name, low, high = expected["check"]
+        assert low < experiment.outcomes[name]["value"] < high, (name, experiment.outcomes[name])
     started = job_starts(runs_dir / "tray" / data["name"] / "logs")
     repeated = {job: n for job, n in started.items() if n > 1}
     assert not repeated, f"instrument jobs started more than once: {repeated}"
@@ -117,17 +143,17 @@ def test_nanoparticle_campaign_survives_kills_mid_workflow(tmp_path: Path, prefe
         observations = campaign.observations()
     told = [o for o in observations if not o.failed]
     assert len(told) >= len(analysed) - 1  # an experiment whose radius is NaN is told as a failure
-    names = ["saxs.radius_nm", "saxs.radius_pd", "saxs.shape_sphere_probability"]
+    names = expected["told"]
     for observation in told:
         assert set(observation.outcomes) == set(names)
         experiment = next(e for e in analysed if e.conditions == observation.conditions)
         for name in names:
             found = measured(spec, experiment.outcomes, name)
             assert observation.outcomes[name] == found["value"]
-            if math.isfinite(found["std"]):
+            if name in expected["without_variance"]:  # the agent estimates no uncertainty: the planner infers it
+                assert not math.isfinite(found["std"]) and name not in observation.variances  # type: ignore[operator]
+            else:
                 assert observation.variances[name] == pytest.approx(max(found["std"], 1e-9) ** 2)  # type: ignore[index]
-            else:  # a shape probability: the agent estimates no uncertainty, and the planner infers the noise
-                assert name == "saxs.shape_sphere_probability" and name not in observation.variances  # type: ignore[operator]
 
 
 # --- a technique Crucible does not know ---------------------------------------------------------------------------
