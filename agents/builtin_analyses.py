@@ -102,6 +102,10 @@ class XRDAnalysisSpec(_Options):
     model: str | None = None
     caglioti_uvw_deg2: tuple[float, float, float] = (0.004, -0.002, 0.002)
     background_terms: Annotated[int, Field(ge=1, le=12)] = 6
+    # for phase mapping: a phase counts as present from this weight fraction on, and the quantities gain
+    # ``region`` (the set of phases present, as the bitmask sum of 2**i over present phases i in ``phases`` order)
+    # and ``n_phases``
+    presence_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
 
     @field_validator("phases")
     @classmethod
@@ -128,7 +132,38 @@ def _xrd_quantities(options: XRDAnalysisSpec) -> list[Quantity]:
             Quantity(f"{label}_b_angstrom", "Å"),
             Quantity(f"{label}_c_angstrom", "Å"),
         ]
+    if options.presence_threshold is not None:
+        quantities += [Quantity("region"), Quantity("n_phases")]
     return quantities + ([Quantity("rwp")] if options.method == "fit" else [])
+
+
+class _PhaseMapAgent:
+    """An XRD agent whose report also says which phases are present (``region``, ``n_phases``)."""
+
+    def __init__(self, agent: Any, labels: list[str], threshold: float) -> None:
+        self.agent, self.labels, self.threshold = agent, labels, threshold
+        self.name = agent.name
+
+    def analyse(self, reading: Any) -> Any:
+        from dataclasses import replace
+
+        from analysis.phase_quantification import Measurement
+
+        report = self.agent.analyse(reading)
+        present = [
+            i for i, label in enumerate(self.labels)
+            if report.quantities.get(f"{label}_fraction", Measurement(0.0, 0.0)).value >= self.threshold
+        ]
+        quantities = dict(report.quantities)
+        quantities["region"] = Measurement(float(sum(2**i for i in present)), 0.0)
+        quantities["n_phases"] = Measurement(float(len(present)), 0.0)
+        return replace(report, quantities=quantities)
+
+
+def region_name(region: int, phases: list[str]) -> str:
+    """The phases a ``region`` bitmask stands for, e.g. ``"periclase + ceria"``."""
+    names = [phase_label(p) for i, p in enumerate(phases) if region & (1 << i)]
+    return " + ".join(names) or "none"
 
 
 def _xrd_resources(options: XRDAnalysisSpec) -> str | None:
@@ -157,7 +192,10 @@ def _xrd_agent(options: XRDAnalysisSpec) -> Any:
     if options.method == "fit":
         from agents.xrd_phase_agent import XRDPhaseAgent
 
-        return XRDPhaseAgent(options.phases, options.caglioti_uvw_deg2, options.background_terms)
+        fit = XRDPhaseAgent(options.phases, options.caglioti_uvw_deg2, options.background_terms)
+        if options.presence_threshold is None:
+            return fit
+        return _PhaseMapAgent(fit, [phase_label(p) for p in options.phases], options.presence_threshold)
     from agents.analysis_agents import XRDNetworkAgent
 
     assert options.model is not None  # the options require one
@@ -170,7 +208,9 @@ def _xrd_agent(options: XRDAnalysisSpec) -> Any:
         raise ValueError(
             f"model {options.model!r} was trained on phases {sorted(agent.ensemble.card.phases)}, not {wanted}"
         )
-    return agent
+    if options.presence_threshold is None:
+        return agent
+    return _PhaseMapAgent(agent, [phase_label(p) for p in options.phases], options.presence_threshold)
 
 
 XRD = AnalysisKind(

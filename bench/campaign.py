@@ -22,10 +22,19 @@ analysis count as instant in lab time; their wall time is printed as s/run.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -W ignore bench/campaign.py --seeds 10 --workers 2
 
-Scenarios: ``tio2`` (``tio2_calcination``: maximise the anatase crystallite size with rutile at most 10 wt%, the demo
-campaign). The other sim_lab scenarios cannot run as campaigns yet: the catalyst's objective (NiO surface area) is
-derived from a fraction and a size, which the XRD analysis does not report; the nanoparticles are measured by SAXS
-and the composition spread has no single optimum (a campaign's workflow is furnace -> XRD until issue 18).
+Scenarios (each a shipped campaign file; ``--scenarios`` picks them):
+
+- ``tio2`` (``examples/tio2_anneal.yaml``: maximise the anatase crystallite size with rutile at most 10 wt%, the
+  demo campaign; furnace -> XRD);
+- ``nanoparticles`` (``examples/ceria_nanoparticles.yaml``: synthesis -> SAXS -> PDF; a 3 nm SAXS radius as the
+  first objective, a narrow size distribution as the second). Scored on the first objective: "within 1 %" means a
+  true radius within 1 % of the target (0.03 nm) at conditions that meet the constraint in truth; the second
+  objective steers the planner but is not scored here;
+- ``xrd-xas`` (``examples/ceria_xrd_xas.yaml``: synthesis -> XRD -> XAS; the most Ce3+ (XAS) in crystallites of at
+  least 4 nm (XRD)).
+
+The ask/tell column exists only for ``tio2`` (the planner bench has its problem); the composition spread is a
+phase-mapping problem without a single optimum and is not benched here.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ sys.path.insert(0, str(ROOT))
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "tio2": {"file": ROOT / "examples" / "tio2_anneal.yaml", "planner_problem": "tio2"},
+    "nanoparticles": {"file": ROOT / "examples" / "ceria_nanoparticles.yaml", "planner_problem": None},
+    "xrd-xas": {"file": ROOT / "examples" / "ceria_xrd_xas.yaml", "planner_problem": None},
 }
 CHECKPOINTS = (10, 20, 40)
 
@@ -86,15 +97,13 @@ def lab_hours(experiments: list[Any], proposals: dict[str, Any], store: Any) -> 
         seen = [done[j] for j in range(experiment.index) if j not in pending and j in done]
         planned_at = max([planned_at, *seen])
         t = planned_at
-        sample = store.sample(experiment.id)
-        if sample is not None:
-            t = max(t, free[sample.instrument]) + float(json.loads(sample.result_json).get("duration_s", 0.0))
-            free[sample.instrument] = t
-            reading = store.reading(experiment.id)
-            if reading is not None:
-                duration = float(json.loads(reading.data_json).get("metadata", {}).get("duration_s", 0.0))
-                t = max(t, free[reading.instrument]) + duration
-                free[reading.instrument] = t
+        for result in store.step_results(experiment.id):  # each workflow step waits for its instrument
+            reading = result.reading
+            duration = (reading or {}).get("metadata", {}).get("duration_s") if reading else result.result.get(
+                "duration_s"
+            )
+            t = max(t, free[result.instrument]) + float(duration or 0.0)
+            free[result.instrument] = t
         done[experiment.index] = t
     return [done[e.index] / 3600.0 for e in experiments]
 
@@ -129,7 +138,9 @@ def run_campaign(
         hours = lab_hours(experiments, proposals, store)
         true_values, _, optimum = truth_scores(spec, [e.conditions for e in experiments])
         store.close()
-    sign = -1.0 if spec.objectives[0].direction == "minimize" else 1.0
+    objective = spec.objectives[0]
+    sign = -1.0 if objective.direction == "minimize" else 1.0
+    tolerance = 0.01 * abs(objective.target if objective.target is not None else optimum)
     best, regret = -math.inf, []
     for value in true_values:
         if not math.isnan(value):
@@ -142,6 +153,7 @@ def run_campaign(
         "method": method,
         "seed": seed,
         "optimum": optimum,
+        "tolerance": tolerance,
         "regret": regret,
         "hours": hours,
         "model_made": [bool(p.model_made) for p in ordered],
@@ -204,7 +216,7 @@ def summarise(runs: list[dict[str, Any]], budget: int) -> dict[tuple[str, int, s
         groups[(run["scenario"], run["synthesisers"], run["method"])].append(run)
     table = {}
     for key, group in groups.items():
-        tolerance = 0.01 * abs(group[0]["optimum"])
+        tolerance = group[0].get("tolerance", 0.01 * abs(group[0]["optimum"]))
         n_to, h_to = [], []
         for run in group:
             i = _first_within(run["regret"], tolerance)
@@ -232,8 +244,9 @@ def print_tables(runs: list[dict[str, Any]], budget: int) -> None:
     table = summarise(runs, budget)
     scenarios = sorted({k[0] for k in table})
     for scenario in scenarios:
-        optimum = next(r["optimum"] for r in runs if r["scenario"] == scenario)
-        print(f"\n## {scenario}: true optimum {optimum:.4g}, 1 % tolerance {0.01 * abs(optimum):.3g}, budget {budget}")
+        first = next(r for r in runs if r["scenario"] == scenario)
+        optimum, tolerance = first["optimum"], first.get("tolerance", 0.01 * abs(first["optimum"]))
+        print(f"\n## {scenario}: true optimum {optimum:.4g}, 1 % tolerance {tolerance:.3g}, budget {budget}")
         head = f"{'synth':>5} {'method':<9} {'runs':>4} {'n to 1 %':>18} {'lab h to 1 %':>20} {'reached':>7}"
         head += "".join(f" {'regret@' + str(c):>20}" for c in CHECKPOINTS)
         print(head + f" {'model %':>7} {'pend':>4} {'s/run':>6}")
@@ -304,7 +317,7 @@ def main() -> None:
             for seed in seeds:
                 for method in args.methods.split(","):
                     jobs.append((scenario, synthesisers, method, seed, args.budget, args.time_factor))
-        if not args.no_ask_tell:
+        if not args.no_ask_tell and SCENARIOS[scenario]["planner_problem"]:
             jobs += [(scenario, 0, "ask/tell", seed, args.budget, 0.0) for seed in seeds]
     jobs.sort(key=lambda job: (job[1] != 1, job[1]))  # one synthesiser first: the acceptance figure
     print(f"# campaign bench: {len(jobs)} runs, seeds {seeds.start}-{seeds.stop - 1}, budget {args.budget}", flush=True)

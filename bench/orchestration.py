@@ -11,7 +11,6 @@ ratio to the one-instrument lab.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from orchestrator.campaign import Campaign  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
-from orchestrator.scheduler import ANALYSE, Scheduler, ThreadExecutor  # noqa: E402
+from orchestrator.scheduler import ANALYSE, Action, Scheduler, ThreadExecutor  # noqa: E402
 from orchestrator.simulated_lab import SimulatedLab  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
 from orchestrator.store import Store  # noqa: E402
@@ -50,16 +49,16 @@ class TimedExecutor(ThreadExecutor):
         finally:
             self.plan_s += time.perf_counter() - start
 
-    def submit(self, campaign: Campaign, step: str, experiment_id: str, instrument: str | None) -> Hashable:
+    def submit(self, campaign: Campaign, action: Action, experiment_id: str, instrument: str | None) -> Hashable:
+        step = ANALYSE if action.kind == ANALYSE else action.step_name
+
         def timed() -> None:
             start = time.perf_counter()
             try:
-                if step == ANALYSE:
-                    campaign.analyse(experiment_id)
-                elif step == "synthesise":
-                    campaign.synthesise(experiment_id, instrument)
+                if action.kind == ANALYSE:
+                    campaign.analyse(experiment_id, action.step)
                 else:
-                    campaign.characterise(experiment_id, instrument)
+                    campaign.run_step(experiment_id, action.step, instrument)
             finally:
                 elapsed = time.perf_counter() - start
                 with self.lock:
@@ -97,12 +96,10 @@ def run_once(n_each: int, experiments: int, time_factor: float, planner: str) ->
             executor.close()
         instrument_s = 0.0  # what the instruments themselves took, from their own reports
         for experiment in campaign.experiments():
-            sample = store.sample(experiment.id)
-            reading = store.reading(experiment.id)
-            if sample:
-                instrument_s += json.loads(sample.result_json)["duration_s"] * time_factor
-            if reading:
-                instrument_s += json.loads(reading.data_json)["metadata"]["duration_s"] * time_factor
+            for result in store.step_results(experiment.id):
+                reading = result.reading
+                duration_s = reading["metadata"]["duration_s"] if reading else result.result["duration_s"]
+                instrument_s += duration_s * time_factor
         n = len(campaign.experiments())
         step_wall_s = sum(sum(v) for k, v in executor.step_s.items() if k != ANALYSE)
         analysis_s = sum(executor.step_s[ANALYSE])

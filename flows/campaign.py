@@ -313,8 +313,12 @@ def _artifact_key(name: str) -> str:
 
 
 def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
-    objective = campaign.spec.objectives[0].name
-    watched = [objective, *(c.name for c in campaign.spec.constraints)]
+    """One row per experiment: its conditions, then one column group per workflow step (the instrument that ran
+    it, and the objectives' and constraints' quantities it reported, each with its standard deviation)."""
+    spec = campaign.spec
+    watched = [o.name for o in spec.objectives] + [c.name for c in spec.constraints]
+    by_step = {step.name: [n for n in watched if spec.quantity_key(n).split(".", 1)[0] == step.name] for step in
+               campaign.steps}
     from orchestrator.report import proposed_by
 
     proposals = campaign.store.proposals(campaign.id)
@@ -324,10 +328,13 @@ def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"index": experiment.index, "status": experiment.status}
         row["proposed_by"] = proposed_by(proposals.get(experiment.id))
         row |= {k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()}
-        for name in watched:
-            found = measured(campaign.spec, outcomes, name) if outcomes else {}
-            row[name] = _finite(found.get("value"))
-            row[f"{name}_std"] = _finite(found.get("std"))
+        ran_on = {result.step: result.instrument for result in campaign.store.step_results(experiment.id)}
+        for step in campaign.steps:
+            row[f"{step.name}_instrument"] = ran_on.get(step.name, "")
+            for name in by_step[step.name]:
+                found = measured(spec, outcomes, name) if outcomes else {}
+                row[name] = _finite(found.get("value"))
+                row[f"{name}_std"] = _finite(found.get("std"))
         row["failure"] = experiment.failure_reason or ""
         row["marked_bad"] = experiment.excluded_reason or ""
         rows.append(row)

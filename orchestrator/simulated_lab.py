@@ -225,7 +225,9 @@ def truth_scores(spec: CampaignSpec, conditions: list[dict[str, Any]]) -> tuple[
 
     Returns:
         The true objective value at each of ``conditions`` (NaN where a true constraint is violated),
-        the conditions of the true constrained optimum, and the optimum's objective value.
+        the conditions of the true constrained optimum, and the optimum's objective value. For a ``target``
+        objective the value is ``−|y − target|`` and the optimum 0 where the target is reachable (its conditions
+        then left empty: many reach it).
     """
     from sim_lab.scenarios import get_scenario
     from sim_lab.scoring import score, true_optimum
@@ -233,19 +235,36 @@ def truth_scores(spec: CampaignSpec, conditions: list[dict[str, Any]]) -> tuple[
     assert spec.simulation is not None
     scenario = get_scenario(spec.simulation.scenario)
     objective = spec.objectives[0]
-    if objective.direction == "target":
-        raise SimulatedLabError("scoring against truth supports maximize/minimize objectives")
+
+    truth = spec.simulation.truth
 
     def truth_name(name: str) -> str:
-        return spec.simulation.truth.get(name, name.rsplit(".", 1)[-1])  # type: ignore[union-attr]
+        named = truth.get(name, name.rsplit(".", 1)[-1])
+        return named if isinstance(named, str) else named.name
 
-    constraints = [(truth_name(c.name), c.op, c.value) for c in spec.constraints]
+    constraints = []
+    for c in spec.constraints:
+        named = truth.get(c.name)
+        true = named if named is not None and not isinstance(named, str) else None
+        constraints.append((true.name, true.op, true.value) if true else (truth_name(c.name), c.op, c.value))
     objective_name = truth_name(objective.name)
-    best_conditions, best_value = true_optimum(scenario, objective_name, objective.direction, constraints)
-    values = []
     names = {p.name for p in spec.parameters}
+    if objective.direction == "target":
+        # the truth's best is the feasible value nearest the target, its score −|y − target| (0 when reachable)
+        assert objective.target is not None
+        target = objective.target
+        low_at, low = true_optimum(scenario, objective_name, "minimize", constraints)
+        high_at, high = true_optimum(scenario, objective_name, "maximize", constraints)
+        best_conditions = low_at if target < low else high_at if target > high else {}
+        best_value = -max(low - target, target - high, 0.0)
+    else:
+        best_conditions, best_value = true_optimum(scenario, objective_name, objective.direction, constraints)
+    values = []
     for point in conditions:
         made = {k: v for k, v in point.items() if k in names}  # not how it was measured (a chosen scan)
-        value, feasible = score(scenario, made, objective_name, objective.direction, constraints)
+        direction = "maximize" if objective.direction == "target" else objective.direction
+        value, feasible = score(scenario, made, objective_name, direction, constraints)
+        if objective.direction == "target":
+            value = -abs(value - objective.target)  # type: ignore[operator]
         values.append(value if feasible else float("nan"))
     return values, best_conditions, best_value

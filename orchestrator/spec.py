@@ -313,8 +313,9 @@ class SimulationSpec(_Strict):
     time_factor: Annotated[float, Field(ge=0, le=100)] = 0.0  # 0: instant, 1: real time
     faults: FaultsSpec = FaultsSpec()
     # which ground-truth quantity of the scenario each objective or constraint measures (for scoring against the
-    # truth); by default the quantity's bare name (``xrd.anatase_fraction`` -> ``anatase_fraction``)
-    truth: dict[str, str] = {}
+    # truth); by default the quantity's bare name (``xrd.anatase_fraction`` -> ``anatase_fraction``). A constraint
+    # may instead name the true condition it stands for: ``{name: aspect_ratio, op: "<=", value: 1.0}``.
+    truth: dict[str, str | ConstraintSpec] = {}
 
 
 class CampaignSpec(_Strict):
