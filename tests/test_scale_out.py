@@ -34,7 +34,7 @@ from flows.deploy import COORDINATOR_FLOW, EXPERIMENT_FLOW
 from flows.server import PrefectServer, _die_with_parent
 from orchestrator.simulated_lab import SimulatedLab
 from orchestrator.spec import parse_campaign
-from orchestrator.store import ReadingRecord, SampleRecord, Store
+from orchestrator.store import StepResultRecord, Store
 from tests.conftest import example_campaign, free_tcp_address
 
 ROOT = Path(__file__).parent.parent
@@ -259,8 +259,9 @@ def test_two_workers_share_one_campaign_on_postgresql(tmp_path: Path, postgres_d
         assert len({e.conditions_json for e in experiments}) == BUDGET
         assert {run["parameters"]["experiment_id"] for run in experiment_runs} == {e.id for e in experiments}
         with store.session() as session:
-            samples = list(session.exec(select(SampleRecord)))
-            readings = list(session.exec(select(ReadingRecord)))
+            results = list(session.exec(select(StepResultRecord)))
+        samples = [r for r in results if r.step == "synthesis"]
+        readings = [r for r in results if r.step == "xrd" and r.reading_kind == "diffractogram"]
         assert sorted(s.experiment_id for s in samples) == sorted(e.id for e in experiments)
         assert {s.instrument for s in samples} == {"furnace", "furnace-2"}
         assert sorted(r.experiment_id for r in readings) == sorted(e.id for e in experiments)
