@@ -439,14 +439,27 @@ XANES_LCF = AnalysisKind(
 BUILTIN: tuple[AnalysisKind, ...] = (XRD, SAXS_SHAPE, PDF_SIZE, XANES_LCF)
 
 
-def default_workflow(analysis: dict[str, Any]) -> list[dict[str, Any]]:
-    """The workflow of a campaign file without ``workflow:``: make the sample on a synthesiser, measure it on a
-    diffractometer (the file's ``measurement`` sets the counting time), analyse it as ``analysis.xrd`` says.
+def default_workflow(analysis: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The workflow of a campaign file without ``workflow:``, from its ``analysis: {xrd: {...}}`` section: make the
+    sample on a synthesiser, measure it on a diffractometer (the file's ``measurement`` sets the counting time),
+    analyse it as ``analysis.xrd`` says. Returns the steps and where each step's analysis options sit in the file.
 
     Campaign files from before workflows were data keep working unchanged; their quantities are those of step
     ``xrd`` (``xrd.anatase_fraction``, or ``anatase_fraction`` where no other step reports that name).
+
+    Raises:
+        ValueError: naming an unknown or missing field of the section.
     """
-    return [
+    unknown = sorted(set(analysis) - {"xrd"})
+    if unknown:
+        raise ValueError(f"unknown field 'analysis.{unknown[0]}' (misspelt?); only 'analysis.xrd' is known")
+    if "xrd" not in analysis:
+        raise ValueError("missing required field 'analysis.xrd'")
+    if not isinstance(analysis["xrd"], dict):
+        raise ValueError("analysis.xrd: must be a mapping (key: value lines)")
+    steps = [
         {"name": "synthesis", "kind": "synthesiser", "conditions": True},
-        {"name": "xrd", "kind": "diffractometer", "scan": True, "analysis": {"agent": "xrd", "options": analysis}},
+        {"name": "xrd", "kind": "diffractometer", "scan": True,
+         "analysis": {"agent": "xrd", "options": analysis["xrd"]}},
     ]
+    return steps, ["synthesis", "analysis.xrd"]

@@ -357,7 +357,7 @@ class Campaign:
             return cls(spec, store, lab, record, agents)
         if resume and existing.status != "running":
             existing = store.update_campaign(existing.id, status="running", paused_reason=None)
-        if spec.workflow is None:  # a furnace + XRD campaign perhaps begun before workflows were data
+        if spec.workflow is None:  # a default-workflow campaign, perhaps begun before workflows were data
             steps = spec.steps()
             store.migrate_legacy_experiments(existing.id, (steps[0].name, steps[1].name))
         return cls(spec, store, lab, existing, agents)

@@ -322,9 +322,9 @@ class CampaignSpec(_Strict):
     """A whole campaign file.
 
     A sample's route through the lab is ``workflow``, an ordered list of steps (:class:`StepSpec`); the quantities
-    its analyses report are named ``step.quantity`` (``saxs.radius_nm``), or by the bare quantity name where only
-    one step reports it. A file without ``workflow`` is a furnace + XRD campaign: its ``analysis: {xrd: ...}``
-    section configures the default workflow (:func:`agents.builtin_analyses.default_workflow`).
+    its analyses report are named ``step.quantity``, or by the bare quantity name where only one step reports it.
+    A file without ``workflow`` runs the default workflow, which its ``analysis`` section configures
+    (:func:`agents.builtin_analyses.default_workflow`).
     """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -341,7 +341,7 @@ class CampaignSpec(_Strict):
     instruments: dict[str, InstrumentSpec]
     measurement: MeasurementSpec = MeasurementSpec()
     workflow: Annotated[list[StepSpec], Field(min_length=1)] | None = None
-    analysis: dict[str, dict[str, Any]] | None = None  # the default workflow's analysis (files without `workflow`)
+    analysis: dict[str, Any] | None = None  # the default workflow's analysis (files without `workflow`)
     simulation: SimulationSpec | None = None
 
     _steps: list[StepSpec] = PrivateAttr(default_factory=list)
@@ -421,14 +421,9 @@ class CampaignSpec(_Strict):
             raise ValueError("give the analysis in the workflow's steps, not in a separate `analysis:` section")
         if self.workflow is None:
             if self.analysis is None:
-                raise ValueError("missing required field 'workflow' (or, for a furnace + XRD campaign, 'analysis')")
-            unknown = sorted(set(self.analysis) - {"xrd"})
-            if unknown:
-                raise ValueError(f"unknown field 'analysis.{unknown[0]}' (misspelt?); only 'analysis.xrd' is known")
-            if "xrd" not in self.analysis:
-                raise ValueError("missing required field 'analysis.xrd'")
-            steps = [StepSpec.model_validate(step) for step in default_workflow(self.analysis["xrd"])]
-            where = ["synthesis", "analysis.xrd"]
+                raise ValueError("missing required field 'workflow' (or, for the default workflow, 'analysis')")
+            default, where = default_workflow(self.analysis)  # raises naming what is wrong with the section
+            steps = [StepSpec.model_validate(step) for step in default]
         else:
             steps = list(self.workflow)
             where = [f"workflow.{i}.analysis.options" for i in range(len(steps))]
@@ -471,7 +466,7 @@ class CampaignSpec(_Strict):
 
     # --- the workflow ----------------------------------------------------------------------------------------
     def steps(self) -> list[StepSpec]:
-        """The sample's workflow, in order (the default furnace + XRD one for a file without ``workflow``)."""
+        """The sample's workflow, in order (the default one for a file without ``workflow``)."""
         return list(self._steps)
 
     def analysis_options(self, step: int) -> BaseModel | None:

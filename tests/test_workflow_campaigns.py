@@ -321,3 +321,31 @@ def test_workflow_file_errors_name_the_step() -> None:
     for workflow, message in cases:
         with pytest.raises(CampaignFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
             parse_campaign({**base, "workflow": workflow}, "w.yaml")
+
+
+def test_the_orchestrator_imports_no_technique_and_nothing_above_it() -> None:
+    """``orchestrator/`` reaches analyses only by name (``agents.analyses``) and the default workflow's definition;
+    it imports no agent, analysis or reading type of a technique, and nothing from ``flows/``."""
+    import ast
+
+    allowed = {"agents.analyses", "agents.builtin_analyses", "agents.planner", "instruments.client",
+               "instruments.errors", "instruments.security", "instruments.readings"}
+    for path in sorted((ROOT / "orchestrator").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                module, names = node.names[0].name, []
+            else:
+                continue
+            root = module.split(".")[0]
+            assert root != "flows", f"{path.name} imports {module} (an arrow up)"
+            if root in ("agents", "instruments"):
+                assert module in allowed, f"{path.name} imports {module}"
+            if module == "instruments.readings":
+                assert names == ["reading_from_dict"], f"{path.name} imports reading types {names}"
+            assert root != "analysis", f"{path.name} imports {module}"
+            if root == "sim_lab":
+                assert path.name == "simulated_lab.py", f"{path.name} knows the simulated lab"
