@@ -136,14 +136,17 @@ class DemixingAgent:
     The full result is in :attr:`last_demixing`.
 
     Args:
-        max_components, presence_deviance: see :func:`analysis.demixing.demix`.
+        max_components, presence_deviance, counts_per_unit: see :func:`analysis.demixing.demix`.
     """
 
     name = "xrd-nmf-demixing"
 
-    def __init__(self, max_components: int = 6, presence_deviance: float = 100.0) -> None:
+    def __init__(
+        self, max_components: int = 6, presence_deviance: float = 100.0, counts_per_unit: float | None = None
+    ) -> None:
         self.max_components = max_components
         self.presence_deviance = presence_deviance
+        self.counts_per_unit = counts_per_unit  # None: inferred from the noise (analysis.demixing.counting_scale)
         self.patterns: list[Diffractogram] = []
         self.last_demixing: Demixing | None = None
 
@@ -153,7 +156,12 @@ class DemixingAgent:
     def report(self) -> list[AnalysisReport]:
         if len(self.patterns) < 3:
             return []
-        result = demix(self.patterns, max_components=self.max_components, presence_deviance=self.presence_deviance)
+        result = demix(
+            self.patterns,
+            max_components=self.max_components,
+            presence_deviance=self.presence_deviance,
+            counts_per_unit=self.counts_per_unit,
+        )
         self.last_demixing = result
         reports = []
         for s, pattern in enumerate(self.patterns):

@@ -12,6 +12,11 @@ the deviance by about one, so a component is kept only if it lowers the deviance
 (S + N)`` and by more than ``min_gain`` of what is left (which stops peak-shape drifts from being split into
 spurious components).
 
+Intensity scale: the deviances assume counts. Patterns given in other units (max-normalised, counts per second,
+a detector's arbitrary units) are first put on a counting scale: ``counts_per_unit`` if the caller knows it, else
+inferred from the noise itself (:func:`counting_scale`: for Poisson counts the point-to-point scatter's variance
+equals the level, so level / variance is the number of counts one unit stands for; real counts give about 1).
+
 Phase regions: a component is present in a sample when the sample needs it: removing it from that sample's model
 must raise the sample's Poisson deviance by more than ``presence_deviance`` (100 by default, a Δχ² of a ten-sigma
 effect for one parameter). This finds a minor phase of weak scatterers (a few wt% of TiO2 beside CeO2, 1-2% of the
@@ -34,7 +39,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from instruments.readings import Diffractogram
 
-__all__ = ["Demixing", "demix", "estimate_background", "poisson_deviance"]
+__all__ = ["Demixing", "counting_scale", "demix", "estimate_background", "poisson_deviance"]
 
 
 def estimate_background(
@@ -81,6 +86,34 @@ def _clipped_background(basis: NDArray[np.float64], counts: NDArray[np.float64],
     return np.maximum(fit, 0.0)
 
 
+def counting_scale(intensities: NDArray[np.float64]) -> float:
+    """How many Poisson counts one unit of ``intensities`` (`S x N`, or `N`) stands for, from their noise.
+
+    The noise of each point is read from the second difference of its neighbours (``y[i-1] - 2 y[i] + y[i+1]``
+    has variance ``6 σ²`` for white noise, and smooth peaks barely add to it on a fine grid); robustly (median
+    absolute deviation) over the lower half of the intensities, where the background sits. For counts
+    ``σ² = y``, so the scale is ``median(y) / σ²`` there: 1 for counts, large for max-normalised patterns.
+
+    Raises:
+        ValueError: if the intensities show no noise at all (a computed pattern: give the scale instead).
+    """
+    y = np.atleast_2d(np.asarray(intensities, dtype=np.float64))
+    ratios = []
+    for row in y:
+        d = row[:-2] - 2.0 * row[1:-1] + row[2:]
+        level = row[1:-1]
+        low = level <= np.median(level)
+        if low.sum() < 10:
+            continue
+        sigma = 1.4826 * np.median(np.abs(d[low] - np.median(d[low]))) / np.sqrt(6.0)
+        typical = float(np.median(level[low]))
+        if typical > 0 and sigma > 1e-6 * typical:  # below that: rounding, not counting noise
+            ratios.append(typical / sigma**2)
+    if not ratios:
+        raise ValueError("the patterns show no counting noise to infer their scale from; give counts_per_unit")
+    return float(np.median(ratios))
+
+
 def poisson_deviance(counts: NDArray[np.float64], expected: NDArray[np.float64]) -> float:
     """Poisson deviance 2 Σ [y ln(y / μ) − (y − μ)] (≈ χ², about one per point for a correct model)."""
     y = np.asarray(counts, dtype=np.float64)
@@ -102,7 +135,8 @@ class Demixing:
         regions: `S` region labels, 0, 1, ..., one per distinct set of present components.
         region_components: for each region label, the (sorted) components present.
         deviance: Poisson deviance of the model with 1, 2, ... components (index 0 is K = 1).
-        backgrounds: `S x N` the backgrounds removed.
+        backgrounds: `S x N` the backgrounds removed, in the patterns' own units.
+        counts_per_unit: the counting scale the deviances were computed on (given, or inferred from the noise).
     """
 
     n_components: int
@@ -114,6 +148,7 @@ class Demixing:
     region_components: list[tuple[int, ...]]
     deviance: list[float]
     backgrounds: NDArray[np.float64] = field(repr=False)
+    counts_per_unit: float = 1.0
 
 
 def _fit_nmf(
@@ -160,6 +195,7 @@ def demix(
     rounds: int = 6,
     bin_points: int = 4,
     seed: int = 0,
+    counts_per_unit: float | None = None,
 ) -> Demixing:
     """Demix patterns measured on one grid into components and group the samples into phase regions.
 
@@ -174,6 +210,8 @@ def demix(
         rounds: alternations between the NMF and the background fits.
         bin_points: consecutive points summed before demixing (fewer points, same Poisson statistics).
         seed: NMF initialisation seed (``nndsvda`` is deterministic; the seed only breaks ties).
+        counts_per_unit: how many counts one unit of the intensities stands for (1 for counts); None infers it
+            from the noise (:func:`counting_scale`), so max-normalised or per-second patterns demix like counts.
 
     Raises:
         ValueError: if the patterns are not on one grid.
@@ -187,6 +225,10 @@ def demix(
         if any(p.two_theta_deg.shape != x.shape or not np.allclose(p.two_theta_deg, x) for p in patterns):
             raise ValueError("demixing needs every pattern on the same 2θ grid; rebin them first")
         counts = np.stack([p.counts for p in patterns])
+    scale = counts_per_unit if counts_per_unit is not None else counting_scale(counts)
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"counts_per_unit must be a positive number, got {scale}")
+    counts = counts * scale
     if bin_points > 1:
         usable = (x.size // bin_points) * bin_points
         x = x[:usable].reshape(-1, bin_points).mean(axis=1)
@@ -220,4 +262,6 @@ def demix(
     present = [tuple(int(k) for k in np.flatnonzero(row > presence_deviance)) for row in significance]
     region_components = sorted(set(present), key=lambda combo: (len(combo), combo))
     regions = np.array([region_components.index(combo) for combo in present], dtype=np.int64)
-    return Demixing(chosen, x, components, shares, significance, regions, region_components, deviance, backgrounds)
+    return Demixing(
+        chosen, x, components, shares, significance, regions, region_components, deviance, backgrounds / scale, scale
+    )

@@ -68,3 +68,23 @@ def test_agent_reports_each_sample(spread: list[SpreadSample]) -> None:
     k = int(reports[0].quantities["n_components"].value)
     assert k == agent.last_demixing.n_components
     assert {f"component_{i}_share" for i in range(k)} <= set(reports[0].quantities)
+
+
+def test_max_normalised_patterns_demix_like_counts(spread: list[SpreadSample]) -> None:
+    """The same spread, each pattern divided by its maximum (as many real datasets are shared): the counting scale
+    is inferred from the noise, so the components and regions are those of the counts."""
+    from analysis.demixing import counting_scale
+
+    counts = np.stack([s.pattern.counts for s in spread])
+    assert 0.7 < counting_scale(counts) < 1.4  # real counts: one count per unit
+    normalised = counts / counts.max(axis=1, keepdims=True)
+    scale = counting_scale(normalised)
+    assert 0.7 < scale / float(np.median(counts.max(axis=1))) < 1.4  # about each pattern's peak count
+    x = spread[0].pattern.two_theta_deg
+    as_counts = demix(counts, x)
+    as_normalised = demix(normalised, x)
+    assert as_normalised.n_components == as_counts.n_components == 3
+    names = list(STRUCTURES)
+    assert _region_accuracy(as_normalised, spread, names) >= _region_accuracy(as_counts, spread, names) - 0.05
+    with pytest.raises(ValueError, match="no counting noise"):
+        demix(np.ones_like(counts) + np.linspace(0, 1, counts.shape[1]), x)
