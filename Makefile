@@ -9,7 +9,7 @@ STAMP := $(VENV)/.crucible-installed
 # removes the "database is locked" tracebacks it otherwise logs (see constraints.txt).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration bench-campaign clean
+.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration bench-campaign bench-phase-map clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,7 +61,13 @@ bench-orchestration: $(STAMP)
 
 # Whole campaigns as `crucible run --sim` runs them, 1/2/4 synthesisers x 10 seeds x BoTorch/Sobol/random (hours).
 bench-campaign: $(STAMP)
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/campaign.py --seeds 10 --workers 2
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/campaign.py --scenarios tio2 --seeds 10 --workers 2
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/campaign.py --scenarios nanoparticles,xrd-xas \
+		--synthesisers 1 --methods botorch,sobol --seeds 4 --budget 30 --workers 2
+
+# Phase mapping of the composition spread: map accuracy after 20/40/80 patterns, BoTorch explore vs Sobol, random, grid.
+bench-phase-map: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/phase_map.py --seeds 3 --workers 2
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -163,12 +163,18 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=80)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--log", default="bench/out/phase_map.jsonl")
+    ap.add_argument("--report", default="", help="print the table of a --log file, then stop")
     args = ap.parse_args()
     from threadpoolctl import threadpool_info
 
     kernels = "; ".join(f"{i['internal_api']} {i.get('architecture') or ''}".strip() for i in threadpool_info())
     blas_env = ", ".join(f"{k}={os.environ.get(k)}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
     print(f"# BLAS: {kernels}; {blas_env}; workers={args.workers}", flush=True)
+    if args.report:
+        runs = [json.loads(line) for line in Path(args.report).read_text().splitlines() if line.strip()]
+        print(f"# phase-map bench: {len(runs)} runs from {args.report}")
+        print_table(runs, args.methods.split(","))
+        return
     jobs = [(m, s, args.budget) for s in range(args.seeds) for m in args.methods.split(",")]
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -186,11 +192,16 @@ def main() -> None:
                 handle.write(json.dumps(result) + "\n")
             print(f"# done {result['method']} seed {result['seed']}: {result['accuracy']}, "
                   f"{result['wall_s']:.0f} s", flush=True)
+    print_table(runs, args.methods.split(","))
+
+
+def print_table(runs: list[dict[str, Any]], methods: list[str]) -> None:
+    seeds = len({r["seed"] for r in runs})
     print(f"\n## phase map of {FILE.name}: share of the 169 wafer points whose region is right "
-          f"(median [min, max] over {args.seeds} seeds)")
+          f"(median [min, max] over {seeds} seed(s))")
     head = f"{'method':<8}" + "".join(f" {'after ' + str(n):>20}" for n in CHECKPOINTS)
     print(head + f" {'measured right':>15} {'s/run':>6}")
-    for method in args.methods.split(","):
+    for method in methods:
         group = [r for r in runs if r["method"] == method]
         if not group:
             continue

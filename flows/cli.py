@@ -226,7 +226,13 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path, paused: bool = Fals
         + f"); database: {url}"
     )
     true_values = true_optimum = None
-    if best is None:
+    if spec.planner.mode == "explore":
+        console.print(
+            f"explore mode: {len(counted)} points measured to map {', '.join(o.name for o in spec.objectives)} "
+            "(no best value is sought)"
+        )
+        best = None
+    elif best is None:
         console.print("[yellow]no experiment met every constraint yet[/]")
     else:
         from orchestrator.campaign import measured as measured_value
@@ -237,7 +243,7 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path, paused: bool = Fals
             + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best.conditions.items())
         )
         console.print(f"  measured {objective.name} = {measured['value']:.4g} ± {measured['std']:.2g}")
-    if spec.simulation is not None and objective.direction != "target":
+    if spec.simulation is not None and objective.direction != "target" and spec.planner.mode != "explore":
         from orchestrator.simulated_lab import truth_scores
 
         true_values, optimum_conditions, true_optimum = truth_scores(spec, [e.conditions for e in experiments])

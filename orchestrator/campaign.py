@@ -654,6 +654,10 @@ class Campaign:
             return experiment.outcomes
         todo = [step] if step is not None else self.pending_analyses(experiment)
         if step is None and not todo:
+            self.complete_if_done(experiment_id)  # every analysis was recorded before a crash: only the verdict
+            experiment = self.store.experiment(experiment_id)
+            if experiment.status == ExperimentStatus.ANALYSED:
+                return experiment.outcomes
             raise CampaignError(f"experiment {experiment.index} is {experiment.status}, with nothing to analyse")
         found: dict[str, dict[str, float]] = {}
         for index in todo:
