@@ -358,5 +358,7 @@ class InstrumentClient:
         reply = channel.exchange(Request("acquire_lease", params), timeout_s)
         if reply.ok:
             self._lease_renew_at = time.monotonic() + self._lease_duration_s / 2
+            if reply.result and reply.result.get("token"):
+                self._lease_token = reply.result["token"]  # the server's word on the token this client holds
         else:
             logger.warning("could not renew the lease on %s: %s", self.address, reply.error_message)

@@ -61,7 +61,8 @@ class LeaseKeeper:
         return {"holder": lease.holder, "expires_in_s": round(max(0.0, lease.expires_s - self._clock()), 3)}
 
     def acquire(self, holder: str, duration_s: float, token: str | None = None) -> Lease:
-        """Grant a new lease, or renew the caller's own when ``token`` is its token.
+        """Grant a new lease, or renew the caller's own when ``token`` is its token (a token presented for a free
+        lease is kept, so a holder re-taking it after a server restart keeps its token).
 
         Args:
             holder: who asks (name shown to others).
@@ -79,7 +80,10 @@ class LeaseKeeper:
                 remaining = live.expires_s - self._clock()
                 message = f"instrument is leased by {live.holder!r} for another {remaining:.1f} s"
                 raise Refused("lease", message)
-            new_token = token if live is not None and token is not None else secrets.token_urlsafe(24)
+            # The caller's own token is kept: on renewal, and when it asks again after the lease lapsed or this server
+            # restarted (its heartbeat re-takes the lease; a new token would lock out its own commands). A free
+            # lease can be taken by anyone anyway, so keeping a presented token grants nothing more.
+            new_token = token if token is not None else secrets.token_urlsafe(24)
             self._lease = Lease(token=new_token, holder=holder, expires_s=self._clock() + duration_s)
             return self._lease
 

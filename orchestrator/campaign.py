@@ -583,23 +583,19 @@ class Campaign:
         name = instrument or self.instrument_for(experiment_id, step)
         params = self._step_params(experiment, step)
         job_id, result = self._run_on_instrument(experiment, name, step, spec.name, params)
-        reading_kind = None
+        reading_kind, problem = None, None
         if spec.analysis is not None:
             wanted = analysis_kind(spec.analysis.agent).reading_kind
             try:
-                reading = reading_from_dict(result["reading"])
+                reading_kind = reading_from_dict(result["reading"]).kind
             except (KeyError, TypeError, ValueError) as error:
                 problem = f"{name} returned an unusable reading for step {spec.name!r}: {error}"
-                self.fail(experiment.id, problem)
-                raise CampaignError(problem) from None
-            if reading.kind != wanted:
+            if reading_kind is not None and reading_kind != wanted:
                 problem = (
-                    f"{name} returned a {reading.kind} for step {spec.name!r}; its analysis "
+                    f"{name} returned a {reading_kind} for step {spec.name!r}; its analysis "
                     f"{spec.analysis.agent!r} takes a {wanted}"
                 )
-                self.fail(experiment.id, problem)
-                raise CampaignError(problem)
-            reading_kind = reading.kind
+                reading_kind = None
         record = StepResultRecord(
             experiment_id=experiment.id,
             step=spec.name,
@@ -610,6 +606,10 @@ class Campaign:
             result_json=json.dumps(result),
             reading_kind=reading_kind,
         )
+        if problem is not None:
+            self.store.add(record)  # what the instrument returned stays on record, for the operator to inspect
+            self.fail(experiment.id, problem)
+            raise CampaignError(problem)
         if self.store.experiment(experiment.id).status in ExperimentStatus.TERMINAL:
             self.store.add(record)  # the analysis of an earlier step failed it meanwhile: keep what was measured
             return

@@ -155,3 +155,27 @@ def test_stop_all_halts_every_instrument_and_reports_the_dead(driver: LoopbackDi
             assert alice.status()["state"] == "stopped"
         with _client(two.address, "bob") as bob:
             assert bob.status()["state"] == "stopped"
+
+
+def test_a_held_lease_survives_a_restart_of_the_instrument_server(driver: LoopbackDiffractometer) -> None:
+    """The server dies and a new one takes its address (a watchdog restart): the holder's heartbeat re-takes the
+    lease on the new server under the holder's own token, so its next run is not refused as someone else's."""
+    from tests.conftest import free_tcp_address
+
+    address = free_tcp_address()
+    first = InstrumentServer(driver, address)
+    first.start()
+    with _client(address, "campaign", heartbeat_s=0.1, heartbeat_misses=50) as campaign:
+        token = campaign.acquire_lease(2.0)["token"]
+        campaign.run({}, job_id="before", timeout_s=5.0)
+        first.close()
+        second = InstrumentServer(driver, address)
+        second.start()
+        try:
+            wait_until(lambda: (campaign.status().get("lease") or {}).get("holder") == "campaign", 10.0)
+            assert campaign.lease_token == token
+            campaign.run({}, job_id="after", timeout_s=5.0)  # refused before: the re-taken lease had a new token
+            with _client(address, "stranger") as stranger, pytest.raises(LeaseError, match="leased by 'campaign'"):
+                stranger.acquire_lease(2.0)
+        finally:
+            second.close()
