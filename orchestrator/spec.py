@@ -123,9 +123,10 @@ class BudgetSpec(_Strict):
     """How many experiments the campaign may run, how many are proposed at once, and how many may be under way.
 
     ``max_in_flight`` bounds the experiments planned but not yet analysed (or failed): once it is reached, a free
-    synthesiser waits for an analysis, so every proposal after the initial design is made by a model that has seen
-    all but at most ``max_in_flight - 1`` of the earlier experiments. Default: the number of synthesisers (one
-    sample per synthesiser ahead of the analysis), or the batch size if that is larger.
+    instrument of the workflow's first step waits for an analysis, so every proposal after the initial design is
+    made by a model that has seen all but at most ``max_in_flight - 1`` of the earlier experiments. Default: the
+    number of instruments that may run the first step (one sample each ahead of the analysis), or the batch size
+    if that is larger.
     """
 
     experiments: Annotated[int, Field(ge=1, le=100_000)]
