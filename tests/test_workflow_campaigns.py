@@ -349,3 +349,29 @@ def test_the_orchestrator_imports_no_technique_and_nothing_above_it() -> None:
             assert root != "analysis", f"{path.name} imports {module}"
             if root == "sim_lab":
                 assert path.name == "simulated_lab.py", f"{path.name} knows the simulated lab"
+
+
+def test_an_installed_package_registers_its_agent_by_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lab's own package, installed beside Crucible, names its agent in the ``crucible.analyses`` entry-point
+    group: a campaign file can use it with no registration call; a broken entry point is named when asked for."""
+    import agents.analyses as registry
+
+    (tmp_path / "mylab_uvvis.py").write_text(
+        "from tests.test_workflow_campaigns import TAUC as KIND\nBROKEN = None\n"
+    )
+    info = tmp_path / "mylab-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mylab\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[crucible.analyses]\nlab-tauc = mylab_uvvis:KIND\nlab-broken = mylab_missing:KIND\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_registry", {})
+    monkeypatch.setattr(registry, "_broken", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    assert registry.analysis_kind("lab-tauc") is TAUC
+    assert "xrd" in registry.analysis_names()  # the built-in ones are there too
+    with pytest.raises(KeyError, match="lab-broken.*cannot be loaded"):
+        registry.analysis_kind("lab-broken")
