@@ -201,11 +201,14 @@ class SAXSShapeAgent:
 
     def report(self) -> list[AnalysisReport]:
         pending, self._pending = self._pending, []
-        reports = []
-        for curve in pending:
-            self.last_analysis = fit_saxs(curve, self.shapes, self.fixed)
-            reports.append(AnalysisReport(self.name, curve.sample_id, self.last_analysis.quantities()))
-        return reports
+        return [self.analyse(curve) for curve in pending]
+
+    def analyse(self, reading: Reading) -> AnalysisReport:
+        """Analyse one scattering curve now."""
+        if not isinstance(reading, ScatteringCurve):
+            raise TypeError(f"{self.name} analyses scattering curves, not {type(reading).__name__}")
+        self.last_analysis = fit_saxs(reading, self.shapes, self.fixed)
+        return AnalysisReport(self.name, reading.sample_id, self.last_analysis.quantities())
 
 
 class PDFSizeAgent:
@@ -232,11 +235,14 @@ class PDFSizeAgent:
 
     def report(self) -> list[AnalysisReport]:
         pending, self._pending = self._pending, []
-        return [
-            AnalysisReport(self.name, pdf.sample_id,
-                           fit_nanoparticle(pdf, self.structure, self.r_range_angstrom).quantities())
-            for pdf in pending
-        ]
+        return [self.analyse(pdf) for pdf in pending]
+
+    def analyse(self, reading: Reading) -> AnalysisReport:
+        """Analyse one pair distribution function now."""
+        if not isinstance(reading, PairDistribution):
+            raise TypeError(f"{self.name} analyses pair distributions, not {type(reading).__name__}")
+        fit = fit_nanoparticle(reading, self.structure, self.r_range_angstrom)
+        return AnalysisReport(self.name, reading.sample_id, fit.quantities())
 
 
 ANALYSES = ("fit", "network", "identify")

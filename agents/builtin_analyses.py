@@ -213,6 +213,12 @@ def _xrd_agent(options: XRDAnalysisSpec) -> Any:
     return _PhaseMapAgent(agent, [phase_label(p) for p in options.phases], options.presence_threshold)
 
 
+def _draw_xrd(reading: Any, report: Any, title: str, path: Path) -> Path | None:
+    from agents.xrd_views import draw_xrd_fit
+
+    return draw_xrd_fit(reading, report, title, path)
+
+
 XRD = AnalysisKind(
     name="xrd",
     reading_kind="diffractogram",
@@ -221,14 +227,9 @@ XRD = AnalysisKind(
     build=_xrd_agent,
     check_resources=_xrd_resources,
     description="phase fractions, crystallite sizes and lattice parameters from a powder pattern",
-    view=lambda reading, report, title, path: _draw_xrd(reading, report, title, path),
+    view=_draw_xrd,
 )
 
-
-def _draw_xrd(reading: Any, report: Any, title: str, path: Path) -> Path | None:
-    from agents.xrd_views import draw_xrd_fit
-
-    return draw_xrd_fit(reading, report, title, path)
 
 
 # --- SAXS --------------------------------------------------------------------------------------------------------
@@ -265,8 +266,7 @@ class _SAXSStepAgent:
         from analysis.phase_quantification import Measurement
 
         agent = SAXSShapeAgent(self.options.shapes)
-        agent.tell(reading)
-        (report,) = agent.report()
+        report = agent.analyse(reading)
         assert agent.last_analysis is not None
         quantities = {q.name: Measurement(math.nan, math.nan) for q in _saxs_quantities(self.options)}
         quantities.update(report.quantities)
@@ -317,16 +317,7 @@ def _pdf_agent(options: PDFSizeOptions) -> Any:
         import analysis
 
         path = Path(analysis.__file__).parent / "phase_library" / f"{options.structure}.cif"
-    agent = PDFSizeAgent(path, options.r_range_angstrom)
-
-    class _One:
-        name = agent.name
-
-        def analyse(self, reading: Any) -> Any:
-            agent.tell(reading)
-            return agent.report()[0]
-
-    return _One()
+    return PDFSizeAgent(path, options.r_range_angstrom)
 
 
 def _pdf_resources(options: PDFSizeOptions) -> str | None:

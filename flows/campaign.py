@@ -322,13 +322,14 @@ def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
     from orchestrator.report import proposed_by
 
     proposals = campaign.store.proposals(campaign.id)
+    step_results = campaign.store.campaign_step_results(campaign.id)
     rows = []
     for experiment in campaign.experiments():
         outcomes = experiment.outcomes
         row: dict[str, Any] = {"index": experiment.index, "status": experiment.status}
         row["proposed_by"] = proposed_by(proposals.get(experiment.id))
         row |= {k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()}
-        ran_on = {result.step: result.instrument for result in campaign.store.step_results(experiment.id)}
+        ran_on = {result.step: result.instrument for result in step_results.get(experiment.id, [])}
         for step in campaign.steps:
             row[f"{step.name}_instrument"] = ran_on.get(step.name, "")
             for name in by_step[step.name]:

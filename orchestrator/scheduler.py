@@ -110,8 +110,9 @@ class Scheduler:
             elif experiment.status == ExperimentStatus.RAN and experiment.step is not None:
                 if experiment.step + 1 < len(steps):
                     waiting[experiment.step + 1].append(experiment)
-            to_analyse.extend((experiment.id, k) for k in campaign.pending_analyses(experiment))
-            if not campaign.pending_analyses(experiment):
+            pending = campaign.pending_analyses(experiment)
+            to_analyse.extend((experiment.id, k) for k in pending)
+            if not pending:
                 campaign.complete_if_done(experiment.id)  # a crash between the last record and the verdict
         running: dict[Hashable, _Job] = {}
         analysing = 0

@@ -509,6 +509,21 @@ class Store:
             query = select(StepResultRecord).where(StepResultRecord.experiment_id == experiment_id)
             return list(session.exec(query.order_by(StepResultRecord.step_index)))  # type: ignore[arg-type]
 
+    def campaign_step_results(self, campaign_id: str) -> dict[str, list[StepResultRecord]]:
+        """What each step of every experiment of a campaign returned, by experiment id, in workflow order (one
+        query, for tables of the whole campaign)."""
+        with self.session() as session:
+            query = (
+                select(StepResultRecord)
+                .join(ExperimentRecord, ExperimentRecord.id == StepResultRecord.experiment_id)  # type: ignore[arg-type]
+                .where(ExperimentRecord.campaign_id == campaign_id)
+                .order_by(StepResultRecord.step_index)  # type: ignore[arg-type]
+            )
+            results: dict[str, list[StepResultRecord]] = {}
+            for record in session.exec(query):
+                results.setdefault(record.experiment_id, []).append(record)
+            return results
+
     def step_result(self, experiment_id: str, step: str) -> StepResultRecord | None:
         with self.session() as session:
             query = select(StepResultRecord).where(
