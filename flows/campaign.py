@@ -15,6 +15,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import base64  # noqa: E402
 import contextvars  # noqa: E402
+import logging  # noqa: E402
 import math  # noqa: E402
 import socket  # noqa: E402
 import tempfile  # noqa: E402
@@ -285,6 +286,7 @@ def campaign_flow(
         try:
             campaign.observers.extend(_observers.get())
             campaign.observers.append(_Dashboard(campaign))
+            campaign.observers.append(_RunLog(get_run_logger()))
             Scheduler(campaign, PrefectExecutor(approval_poll_s)).run()
         finally:
             campaign.release_instruments()
@@ -408,6 +410,20 @@ def _step_views(campaign: Campaign, experiment: ExperimentRecord, directory: Pat
         if path is not None:
             lines += [f"## Latest {step.name} reading and its analysis", "", _png_markdown(path, step.name), ""]
     return lines
+
+
+class _RunLog:
+    """Writes each campaign event to the flow run's log, the Logs tab of the Prefect UI: what was planned, which
+    step ran on which instrument, what the analysis found, what failed (a warning) and why."""
+
+    _LEVELS = {"failed": logging.WARNING, "rejected": logging.WARNING, "retried": logging.WARNING}
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        self.logger = logger  # bound to the flow run, so events from task threads land in its log too
+
+    def __call__(self, event: CampaignEvent) -> None:
+        level = self._LEVELS.get(event.kind, logging.INFO)
+        self.logger.log(level, "experiment %d %s: %s", event.experiment_index, event.kind, event.message or "-")
 
 
 class _Dashboard:

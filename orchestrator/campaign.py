@@ -171,6 +171,13 @@ def campaign_planner(spec: CampaignSpec) -> Planner:
     if settings.name == "botorch":
         kwargs |= {"raw_samples": settings.raw_samples, "num_restarts": settings.num_restarts, "mode": settings.mode}
         kwargs["fractions"] = tuple(spec.shares())  # shares in [0, 1] are modelled on a logit scale
+        modelling = {
+            "kernel": settings.kernel,
+            "acquisition": settings.acquisition,
+            "exploration_weight": settings.exploration_weight,
+            "min_noise": settings.noise_floor,
+        }
+        kwargs |= {name: value for name, value in modelling.items() if value is not None}  # None: planner default
         if settings.cost is not None:
             kwargs["cost"] = CostSpec(
                 fixed=settings.cost.fixed,

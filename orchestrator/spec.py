@@ -51,6 +51,8 @@ MAX_REPLY_TIMEOUT_S = 86_400.0
 MAX_RUN_TIMEOUT_S = 7 * 86_400.0
 #: Seeds fit in 32 bits (numpy, torch and the simulated lab all take them).
 MAX_SEED = 2**32 - 1
+#: Planner settings of how the ``botorch`` planner models and chooses (:class:`PlannerSettings`); None: its default.
+PLANNER_MODEL_SETTINGS = ("kernel", "acquisition", "exploration_weight", "noise_floor")
 
 
 class CampaignFileError(ValueError):
@@ -177,6 +179,22 @@ class PlannerSettings(_Strict):
     made (a CSV file with one column per parameter, or an inline list); each is picked at most once unless
     ``allow_repeats``. ``fixed``: values every proposal uses (today's precursor batch). ``cost``: what an
     experiment costs as a function of its conditions (``botorch`` only).
+
+    How the ``botorch`` planner models and chooses (leave them out for its defaults):
+
+    - ``kernel``: how smooth the model assumes each response to be. ``rbf`` assumes a very smooth surface;
+      ``matern52`` allows a rugged one (sharp ridges, a phase boundary crossed by the conditions) and is the
+      safer choice when the response changes quickly somewhere.
+    - ``acquisition``: ``ei`` picks the experiment expected to improve most on the best so far; ``ucb`` picks the
+      highest optimistic estimate, the predicted value plus ``exploration_weight`` standard deviations. ``ucb``
+      with a weight of about 2 suits a finite pool of candidates where the good ones cluster together. One
+      objective only, and not with ``cost``; outcome constraints weight its samples by their feasibility.
+    - ``exploration_weight``: how many standard deviations of optimism ``ucb`` adds (above 0, at most 100;
+      larger explores more). Only with ``acquisition: ucb``.
+    - ``noise_floor``: the least measurement noise the model may infer, as a variance in units of the
+      outcome's spread (its standardised variance; above 0, at most 1). Give a value below BoTorch's 1e-4
+      (e.g. 1e-6) when an outcome is (nearly) noiseless and spans a large range, so that small differences near
+      the optimum are not mistaken for noise; outcomes reported with their own uncertainty ignore it.
     """
 
     name: Annotated[str, Field(pattern=r"^(botorch|sobol|random|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")] = "botorch"
@@ -188,6 +206,10 @@ class PlannerSettings(_Strict):
     allow_repeats: bool = False
     fixed: dict[str, float | str] = {}
     cost: CostSpec | None = None
+    kernel: Literal["rbf", "matern52"] | None = None
+    acquisition: Literal["ei", "ucb"] | None = None
+    exploration_weight: Annotated[float, Field(gt=0, le=100)] | None = None
+    noise_floor: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @field_validator("candidates", mode="before")
     @classmethod
@@ -402,16 +424,39 @@ class CampaignSpec(_Strict):
             _check_cost(self.planner.cost, by_name)
         botorch_only = [
             field
-            for field, given in (("planner.cost", self.planner.cost), ("measurement.scans", self.measurement.scans))
+            for field, given in (
+                ("planner.cost", self.planner.cost),
+                ("measurement.scans", self.measurement.scans),
+                *((f"planner.{name}", getattr(self.planner, name)) for name in PLANNER_MODEL_SETTINGS),
+            )
             if given is not None
         ]
         if botorch_only and self.planner.name != "botorch":
             raise ValueError(f"{' and '.join(botorch_only)} need planner 'botorch', not {self.planner.name!r}")
+        self._check_acquisition()
         if self.measurement.scans is not None and SCAN_KEY in by_name:
             raise ValueError(f"measurement.scans records its choice as {SCAN_KEY!r}, which is also a parameter name")
         if self.measurement.scans is not None and not any(step.scan for step in self._steps):
             raise ValueError("measurement.scans: no workflow step has `scan: true` to measure with the chosen scan")
         return self
+
+    def _check_acquisition(self) -> None:
+        """``exploration_weight`` only with ``acquisition: ucb``; ``ucb`` with one objective and no cost."""
+        planner = self.planner
+        if planner.exploration_weight is not None and planner.acquisition != "ucb":
+            raise ValueError(
+                "planner.exploration_weight: only used with `acquisition: ucb`; give that or leave the weight out"
+            )
+        if planner.acquisition == "ucb" and len(self.objectives) > 1:
+            raise ValueError(
+                f"planner.acquisition: 'ucb' takes one objective, the file has {len(self.objectives)} "
+                "(several objectives use expected hypervolume improvement; leave acquisition out)"
+            )
+        if planner.acquisition == "ucb" and planner.cost is not None:
+            raise ValueError(
+                "planner.acquisition: 'ucb' cannot weigh planner.cost; use acquisition 'ei' "
+                "(expected improvement per unit cost) or leave cost out"
+            )
 
     def _resolve_workflow(self) -> None:
         """Check the workflow (or build the default one) and the analyses' options; keep the quantities."""

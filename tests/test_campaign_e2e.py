@@ -151,6 +151,15 @@ def test_prefect_flow_runs_the_campaign(tmp_path: Path, prefect_harness: None) -
         report = str(artifacts["flow-demo-report"].data)
         assert report.count("data:image/png;base64,") == 2  # best-so-far plot and the latest pattern's fit
 
+        # The campaign's own records reach the flow run's Logs tab: each step on its instrument, each analysis.
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+        messages = [log.message for log in logs]
+        for index in range(3):
+            assert any(m.startswith(f"experiment {index} analysed: ") for m in messages), messages
+        assert any(" ran: synthesis on " in m for m in messages), messages
+
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

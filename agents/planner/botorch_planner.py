@@ -1,4 +1,4 @@
-"""The BoTorch planner: space-filling start, then GP surrogates and (log) noisy expected improvement.
+"""The BoTorch planner: space-filling start, then GP surrogates and (log) noisy expected improvement (or UCB).
 
 One ``ask`` runs, in order: encode told data and pending points (`space`), draw the initial design while
 fewer than ``n_initial`` experiments exist (`design`), fit GPs (`models`), build the acquisition
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from botorch.acquisition import AcquisitionFunction, qLogNoisyExpectedImprovement
+from botorch.acquisition import AcquisitionFunction, qLogNoisyExpectedImprovement, qUpperConfidenceBound
 from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-from botorch.acquisition.objective import ScalarizedPosteriorTransform
+from botorch.acquisition.objective import ConstrainedMCObjective, MCAcquisitionObjective, ScalarizedPosteriorTransform
 from botorch.exceptions.warnings import BotorchWarning, NumericsWarning, OptimizationWarning
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
@@ -58,7 +58,16 @@ from agents.planner.optimize import (
     limit_threads,
     optimize_point,
 )
-from agents.planner.problem import AskRequest, CostSpec, PlannerConfig, PlanningProblem
+from agents.planner.problem import (
+    DEFAULT_ACQUISITION,
+    DEFAULT_EXPLORATION_WEIGHT,
+    DEFAULT_KERNEL,
+    DEFAULT_MIN_NOISE,
+    AskRequest,
+    CostSpec,
+    PlannerConfig,
+    PlanningProblem,
+)
 from agents.planner.space import DTYPE, SearchSpace
 from agents.planner.types import (
     Condition,
@@ -94,7 +103,7 @@ class BoTorchPlanner:
 
     Args:
         parameters: What may vary.
-        objectives: One objective (``qLogNEI``) or several (``qLogNEHVI`` on a Pareto front).
+        objectives: One objective (``qLogNEI``, or ``qUCB``) or several (``qLogNEHVI`` on a Pareto front).
         constraints: Bounds on measured outcomes, each modelled by its own GP output.
         seed: Seeds the Sobol design and, together with the number of told observations, every fit and
             acquisition optimisation, so the same data and seed give the same proposals.
@@ -113,6 +122,9 @@ class BoTorchPlanner:
         bilog: Model constrained outcomes on the bilog scale around their bounds (see `PlannerConfig`).
         local_search: Also start the acquisition optimiser around the best points so far (see `PlannerConfig`).
         min_noise: Floor on the inferred noise of outcomes told without variances (see `PlannerConfig`).
+        kernel: Continuous kernel of the outcome GPs, ``"rbf"`` or ``"matern52"`` (see `PlannerConfig`).
+        acquisition: ``"ei"`` (``qLogNEI``) or ``"ucb"`` (``qUCB``) for one objective (see `PlannerConfig`).
+        exploration_weight: UCB's weight of the posterior standard deviation (see `PlannerConfig`).
         fractions: Outcomes that are fractions in ``[0, 1]`` (phase weight fractions), modelled on the logit
             scale (`agents.planner.fractions`).
         mode: ``"optimize"`` or ``"explore"`` (``qNegIntegratedPosteriorVariance``: learn the response
@@ -149,7 +161,10 @@ class BoTorchPlanner:
         center_first: bool = False,
         bilog: bool = False,
         local_search: bool = False,
-        min_noise: float | None = None,
+        min_noise: float | None = DEFAULT_MIN_NOISE,
+        kernel: str = DEFAULT_KERNEL,
+        acquisition: str = DEFAULT_ACQUISITION,
+        exploration_weight: float = DEFAULT_EXPLORATION_WEIGHT,
         fractions: Sequence[str] = (),
     ) -> None:
         problem = PlanningProblem(
@@ -175,6 +190,9 @@ class BoTorchPlanner:
             bilog=bilog,
             local_search=local_search,
             min_noise=min_noise,
+            kernel=kernel,  # type: ignore[arg-type]
+            acquisition=acquisition,  # type: ignore[arg-type]
+            exploration_weight=exploration_weight,
         )
         self._setup(problem, config)
 
@@ -186,6 +204,10 @@ class BoTorchPlanner:
         return self
 
     def _setup(self, problem: PlanningProblem, config: PlannerConfig) -> None:
+        if config.acquisition == "ucb" and len(problem.objectives) > 1:
+            raise SpecError("acquisition 'ucb' takes one objective; several use qLogNEHVI (acquisition 'ei')")
+        if config.acquisition == "ucb" and problem.cost is not None:
+            raise SpecError("acquisition 'ucb' cannot weigh a cost; use acquisition 'ei' (improvement per unit cost)")
         self.problem, self.config = problem, config
         # Objectives and constraints as the GPs see them (fraction bounds as logits); the acquisition uses these.
         self._objectives, self._constraints = problem.modelled_objectives(), problem.modelled_constraints()
@@ -263,7 +285,9 @@ class BoTorchPlanner:
             if training is not None:
                 feas = training.feasibility
                 feas_model = None if feas is None else fit_feasibility_model(feas.X, feas.Y)
-                model = self.model = fit_outcome_model(training.data, space.categorical_dims, feas_model, cfg.min_noise)
+                model = self.model = fit_outcome_model(
+                    training.data, space.categorical_dims, feas_model, min_noise=cfg.min_noise, kernel=cfg.kernel
+                )
             if n_design < request.n:
                 assert training is not None and model is not None
                 acqf, label = self._acquisition(model, training, torch.cat([X_pending, X_new]), encoded, feas_model)
@@ -447,6 +471,8 @@ class BoTorchPlanner:
             )
             return acqf, "qNIPV"
         constraints = make_constraints(self._constraints, layout, training.scales) or None
+        if cfg.acquisition == "ucb":
+            return self._ucb(model, training, X_pending_arg, sampler, constraints), "qUCB"
         X_baseline = self._baseline(model, training)
         if len(self._objectives) == 1:
             acqf: AcquisitionFunction = qLogNoisyExpectedImprovement(
@@ -484,6 +510,32 @@ class BoTorchPlanner:
             floor = outcome_constraint_floor(model, self._constraints, layout, cfg.min_feasibility)
             acqf = AdjustedLogAcquisition(acqf, floor)
         return acqf, label
+
+    def _ucb(
+        self,
+        model: Model,
+        training: _Training,
+        X_pending: Tensor | None,
+        sampler: SobolQMCNormalSampler,
+        constraints: list[Callable[[Tensor], Tensor]] | None,
+    ) -> AcquisitionFunction:
+        """``qUpperConfidenceBound`` of the objective's utility: ``mean + w * std`` for one point (``beta = w^2``,
+        as BoTorch's qUCB averages ``sqrt(beta pi / 2) |u - mean|``, and ``E|u - mean| = std sqrt(2 / pi)``).
+
+        Outcome constraints and the failure classifier weight each utility sample by the product of their
+        sigmoids (BoTorch's ``ConstrainedMCObjective``): ``(u + M) * prod_c sigmoid(-c / eta) - M``, so a sample
+        that misses a constraint counts as ``-M``, the lowest utility the model finds plausible at the told points
+        (`_infeasible_cost`). UCB is then optimistic about the constraints too: the spread between feasible and
+        infeasible samples adds to the bound, so points whose feasibility is uncertain (at the edge of the feasible
+        region) are favoured, and the acquisition value exceeds ``mean + w * std`` there. The log-scale floors of EI
+        (`feasibility_floor`, `outcome_constraint_floor`) do not apply to a UCB value, which can be negative.
+        """
+        objective: MCAcquisitionObjective = make_single_objective(self._objectives[0], training.layout)
+        if constraints:
+            cost = _infeasible_cost(model, training.X_baseline, objective)
+            objective = ConstrainedMCObjective(objective, constraints, infeasible_cost=cost)
+        beta = self.config.exploration_weight**2
+        return qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=objective, X_pending=X_pending)
 
     def _baseline(self, model: Model, training: _Training) -> Tensor:
         """The points NEI / NEHVI integrate over as candidates for the incumbent, an ``r x d`` tensor.
@@ -677,3 +729,14 @@ class BoTorchPlanner:
         planner = type(self).from_problem(problem, self.config)
         planner.tell(self._observations)
         return planner
+
+
+def _infeasible_cost(model: Model, X: Tensor, objective: MCAcquisitionObjective) -> float:
+    """``M`` such that ``-M`` is below the utility almost everywhere the model was told: minus the least utility of
+    the posterior mean +- 6 standard deviations at ``X`` (``n x d``), as BoTorch's ``get_infeasible_cost`` but not
+    clamped at zero, so that shifting every utility by a constant shifts ``-M`` with it."""
+    with torch.no_grad():
+        post = model.posterior(X)
+        six = 6 * post.variance.clamp_min(0).sqrt()
+        low = torch.minimum(objective(post.mean - six), objective(post.mean + six))
+    return -float(low.min())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from botorch.exceptions.warnings import InputDataWarning, OptimizationWarning
@@ -18,7 +19,7 @@ from botorch.models.utils.gpytorch_modules import (
     get_gaussian_likelihood_with_lognormal_prior,
 )
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import ScaleKernel
+from gpytorch.kernels import Kernel, ScaleKernel
 from gpytorch.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood, VariationalELBO
 from gpytorch.priors import GammaPrior
@@ -26,7 +27,10 @@ from torch import Tensor
 
 from agents.planner.errors import SpecError
 
-__all__ = ["OutcomeData", "fit_feasibility_model", "fit_outcome_model"]
+__all__ = ["KERNELS", "OutcomeData", "continuous_kernel", "fit_feasibility_model", "fit_outcome_model"]
+
+KERNELS = ("rbf", "matern52")
+"""Continuous kernels of the outcome GPs (`continuous_kernel`)."""
 
 _MIN_YVAR = 1e-10
 
@@ -63,6 +67,7 @@ def fit_outcome_model(
     cat_dims: Sequence[int] = (),
     feasibility: Model | None = None,
     min_noise: float | None = None,
+    kernel: str = "rbf",
 ) -> Model:
     """Fit one GP per outcome and return them as a single ``m``-output model.
 
@@ -79,12 +84,16 @@ def fit_outcome_model(
             variances; ``None`` keeps BoTorch's ``1e-4``. That floor is 1 % of the outcome's standard deviation
             as a noise standard deviation: with values spanning 0.4 to 300 (Branin), differences near the
             optimum below ~0.3 are modelled as noise.
+        kernel: The continuous kernel: ``"rbf"`` (BoTorch's default) or ``"matern52"`` (ARD Matern-5/2), both with
+            BoTorch's dimension-scaled LogNormal lengthscale prior (`continuous_kernel`).
 
     Returns:
         A fitted model whose ``posterior(X)`` for ``X`` of shape ``b x q x d`` has ``m`` (``+ 1``) outputs.
     """
     if not data:
         raise SpecError("nothing to model")
+    if kernel not in KERNELS:
+        raise SpecError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
     cat_dims = list(cat_dims)
     aligned = (
         all(od.X.shape == data[0].X.shape and torch.equal(od.X, data[0].X) for od in data)
@@ -98,10 +107,10 @@ def fit_outcome_model(
             Yvar = None
             if data[0].Yvar is not None:
                 Yvar = torch.cat([od.Yvar for od in data], -1)  # type: ignore[misc]
-            model = _single(data[0].X, Y, Yvar, cat_dims, min_noise)
+            model = _single(data[0].X, Y, Yvar, cat_dims, min_noise, kernel)
             fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
             return model if feasibility is None else ModelListGP(model, feasibility)
-        models = [_single(od.X, od.Y, od.Yvar, cat_dims, min_noise) for od in data]
+        models = [_single(od.X, od.Y, od.Yvar, cat_dims, min_noise, kernel) for od in data]
         model_list = ModelListGP(*models)
         fit_gpytorch_mll(SumMarginalLogLikelihood(model_list.likelihood, model_list))
         return model_list if feasibility is None else ModelListGP(*models, feasibility)
@@ -139,18 +148,55 @@ def fit_feasibility_model(X: Tensor, success: Tensor, max_inducing: int = 128) -
     return model
 
 
+def continuous_kernel(
+    kernel: str,
+    ard_num_dims: int,
+    batch_shape: torch.Size | None = None,
+    active_dims: Sequence[int] | None = None,
+) -> Kernel:
+    """BoTorch's kernel of the continuous columns (`get_covar_module_with_dim_scaled_prior`, no outputscale):
+    RBF for ``"rbf"``, Matern-5/2 for ``"matern52"``, with the same dimension-scaled LogNormal lengthscale prior.
+
+    Its signature after ``kernel`` is that of ``MixedSingleTaskGP``'s ``cont_kernel_factory``.
+    """
+    return get_covar_module_with_dim_scaled_prior(
+        ard_num_dims=ard_num_dims,
+        batch_shape=batch_shape,
+        use_rbf_kernel=kernel == "rbf",
+        active_dims=active_dims,
+    )
+
+
 def _single(
-    X: Tensor, Y: Tensor, Yvar: Tensor | None, cat_dims: list[int], min_noise: float | None = None
+    X: Tensor,
+    Y: Tensor,
+    Yvar: Tensor | None,
+    cat_dims: list[int],
+    min_noise: float | None = None,
+    kernel: str = "rbf",
 ) -> SingleTaskGP:
     if Yvar is not None:
         Yvar = Yvar.clamp_min(_MIN_YVAR)
     transform = Standardize(m=Y.shape[-1])
     likelihood = None if Yvar is not None or min_noise is None else _inferred_noise(Y.shape[-1], min_noise)
     if cat_dims:
+        factory = None if kernel == "rbf" else partial(continuous_kernel, kernel)  # None: BoTorch's own (RBF)
         return MixedSingleTaskGP(
-            X, Y, cat_dims=cat_dims, train_Yvar=Yvar, likelihood=likelihood, outcome_transform=transform
+            X,
+            Y,
+            cat_dims=cat_dims,
+            train_Yvar=Yvar,
+            cont_kernel_factory=factory,
+            likelihood=likelihood,
+            outcome_transform=transform,
         )
-    return SingleTaskGP(X, Y, train_Yvar=Yvar, likelihood=likelihood, outcome_transform=transform)
+    model = SingleTaskGP(X, Y, train_Yvar=Yvar, likelihood=likelihood, outcome_transform=transform)
+    if kernel != "rbf":
+        # Swapped in after construction (same lengthscale shape and prior) so the model keeps BoTorch's
+        # bookkeeping for its default kernel (``subset_output``); "rbf" is that default, untouched.
+        batch_shape = torch.Size([Y.shape[-1]]) if Y.shape[-1] > 1 else torch.Size()
+        model.covar_module = continuous_kernel(kernel, X.shape[-1], batch_shape).to(X)
+    return model
 
 
 def _inferred_noise(m: int, min_noise: float) -> GaussianLikelihood:

@@ -65,7 +65,10 @@ def _plain(v: Any) -> str | int | float:
 
 
 def load_state(state: Mapping[str, Any]) -> tuple[str, PlanningProblem, PlannerConfig, list[Observation]]:
-    """Inverse of `dump_state`: ``(kind, problem, config, observations)``."""
+    """Inverse of `dump_state`: ``(kind, problem, config, observations)``.
+
+    Settings missing from the config of a state saved by an older version take `PlannerConfig`'s defaults.
+    """
     if state.get("format") != FORMAT:
         raise SpecError(f"unknown planner state format {state.get('format')!r}; expected {FORMAT!r}")
 

@@ -18,7 +18,31 @@ from agents.planner.types import (
     ParameterSpec,
 )
 
-__all__ = ["AskRequest", "CostSpec", "PlannerConfig", "PlanningProblem"]
+__all__ = [
+    "DEFAULT_ACQUISITION",
+    "DEFAULT_EXPLORATION_WEIGHT",
+    "DEFAULT_KERNEL",
+    "DEFAULT_MIN_NOISE",
+    "MAX_EXPLORATION_WEIGHT",
+    "AskRequest",
+    "CostSpec",
+    "PlannerConfig",
+    "PlanningProblem",
+]
+
+Kernel = Literal["rbf", "matern52"]
+Acquisition = Literal["ei", "ucb"]
+
+DEFAULT_KERNEL: Kernel = "rbf"
+"""Continuous kernel of each outcome GP (`PlannerConfig.kernel`): BoTorch's default RBF."""
+DEFAULT_ACQUISITION: Acquisition = "ei"
+"""Single-objective acquisition (`PlannerConfig.acquisition`): log noisy expected improvement."""
+DEFAULT_EXPLORATION_WEIGHT = 2.0
+"""UCB's weight of the posterior standard deviation (`PlannerConfig.exploration_weight`)."""
+DEFAULT_MIN_NOISE: float | None = None
+"""Floor on the inferred noise variance (`PlannerConfig.min_noise`); ``None`` keeps BoTorch's ``1e-4``."""
+MAX_EXPLORATION_WEIGHT = 100.0
+"""Largest UCB exploration weight accepted (beyond it the mean no longer matters)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,16 @@ class PlannerConfig:
             (`models.fit_outcome_model`); ``None`` keeps BoTorch's ``1e-4``, which limits how finely a noiseless
             outcome with a large range is resolved near its optimum. Opt-in until the whole planner bench has
             compared it.
+        kernel: Continuous kernel of each outcome GP: ``"rbf"`` (BoTorch's default for ``SingleTaskGP``) or
+            ``"matern52"`` (ARD Matern-5/2, rougher sample paths), both with BoTorch's dimension-scaled LogNormal
+            lengthscale prior. With categorical parameters it is the kernel of the continuous columns of
+            ``MixedSingleTaskGP``. The failure classifier and a learned cost model keep RBF.
+        acquisition: Single-objective acquisition in ``"optimize"`` mode: ``"ei"`` (``qLogNoisyExpectedImprovement``)
+            or ``"ucb"`` (``qUpperConfidenceBound``, ``mean + exploration_weight * std`` of the utility; outcome
+            constraints and the failure classifier weight the utility samples, BoTorch's ``ConstrainedMCObjective``).
+            Several objectives always use ``qLogNEHVI`` and ``"explore"`` mode ``qNIPV``; ``"ucb"`` with several
+            objectives or a cost is refused by the planner.
+        exploration_weight: UCB's weight ``w`` of the posterior standard deviation, in ``(0, 100]``.
     """
 
     seed: int = 0
@@ -186,7 +220,10 @@ class PlannerConfig:
     center_first: bool = False
     bilog: bool = False
     local_search: bool = False
-    min_noise: float | None = None
+    min_noise: float | None = DEFAULT_MIN_NOISE
+    kernel: Kernel = DEFAULT_KERNEL
+    acquisition: Acquisition = DEFAULT_ACQUISITION
+    exploration_weight: float = DEFAULT_EXPLORATION_WEIGHT
 
     def __post_init__(self) -> None:
         if self.n_initial < 0:
@@ -202,6 +239,13 @@ class PlannerConfig:
             raise SpecError(f"min_feasibility must be in [0, 1), got {self.min_feasibility}")
         if self.mode not in ("optimize", "explore"):
             raise SpecError(f"mode must be 'optimize' or 'explore', got {self.mode!r}")
+        if self.kernel not in ("rbf", "matern52"):
+            raise SpecError(f"kernel must be 'rbf' or 'matern52', got {self.kernel!r}")
+        if self.acquisition not in ("ei", "ucb"):
+            raise SpecError(f"acquisition must be 'ei' or 'ucb', got {self.acquisition!r}")
+        w = self.exploration_weight
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 < w <= MAX_EXPLORATION_WEIGHT:
+            raise SpecError(f"exploration_weight must be a number in (0, {MAX_EXPLORATION_WEIGHT:g}], got {w!r}")
 
 
 @dataclass(frozen=True)
