@@ -30,7 +30,8 @@ above 1 means Crucible needed fewer cycles). A run that does not reach Top% 0.8 
 
 Run: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -W ignore bench/pools.py [--repeats 20]
 [--workers 2] [--pools ../shared/real_pools] [--methods crucible,random,gp-ei,gp-lcb,tpe] [--log F.jsonl]
-[--report F.jsonl]``. A CSV of one's own: ``--pools my.csv --objective yield --goal max``.
+[--report F.jsonl]``; runs already in ``--log`` are not run again. A CSV of one's own:
+``--pools my.csv --objective yield --goal max``.
 """
 
 from __future__ import annotations
@@ -419,13 +420,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         pool = load_pool(path, args.objective, args.goal)
         print(f"# {pool.name}: {pool.size} distinct points of {len(pool.inputs)} inputs, objective {pool.objective}"
               f" ({pool.goal}), top {len(pool.top)}")
+    # Repeat-major order: a bench stopped early has the same repeats on every pool. Runs already in --log are kept.
+    runs: list[dict[str, Any]] = []
+    done: set[tuple[str, str, int]] = set()
+    if args.log and Path(args.log).exists():
+        runs = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line]
+        runs = [r for r in runs if r["method"] in methods]
+        done = {(r["pool"], r["method"], r["repeat"]) for r in runs}
     jobs = [
         (str(p), args.objective, args.goal, m, k, 10**9 if m == "random" else args.max_cycles)
-        for p in paths
         for k in range(args.first_repeat, args.first_repeat + args.repeats)
+        for p in paths
         for m in methods
+        if (p.stem, m, k) not in done
     ]
-    runs: list[dict[str, Any]] = []
+    print(f"# {len(done)} runs from {args.log}, {len(jobs)} to run", flush=True)
     log = Path(args.log).open("a") if args.log else None
     with ProcessPoolExecutor(max_workers=args.workers) as pool_executor:
         futures = [pool_executor.submit(_run_job, *job) for job in jobs]

@@ -24,6 +24,7 @@ from rich.markup import escape
 from sqlalchemy.exc import DatabaseError
 
 from analysis.readers import PatternFileError
+from flows.export_cli import export
 from flows.scale_cli import scale_app
 from instruments.errors import InstrumentError
 from orchestrator.campaign import (
@@ -84,7 +85,9 @@ def _quiet_prefect(verbose: bool) -> None:
         # While every experiment violates a constraint, BoTorch suggests another acquisition function; the
         # planner already switches by itself, and the advice is noise to a scientist watching the campaign.
         warnings.filterwarnings("ignore", message="When all training points are infeasible")
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The campaign's INFO records still reach the flow run's Logs tab in the Prefect UI (the API handler);
+        # only the terminal copy is held back to warnings, next to the CLI's own progress lines.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
 
 
@@ -669,6 +672,9 @@ def serve_simulated_lab(
             pass
     console.print("simulated lab stopped")
     sys.exit(0)
+
+
+app.command("export")(_one_line_errors(export))  # flows.export_cli: pandas loads only when the command runs
 
 
 def main() -> None:
