@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orchestrator.campaign import is_feasible
+from orchestrator.outcomes import is_feasible
 from orchestrator.spec import SCAN_KEY, CampaignSpec
 from orchestrator.store import ExperimentRecord, ExperimentStatus, ProposalRecord, StepAnalysisRecord, StepResultRecord
 

@@ -16,37 +16,87 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import DatabaseError
 
-from analysis.readers import PatternFileError
 from flows.export_cli import export
 from flows.scale_cli import scale_app
-from instruments.errors import InstrumentError
-from orchestrator.campaign import (
-    Campaign,
-    CampaignError,
-    CampaignEvent,
-    check_can_open,
-    check_instruments_free,
-    revise_campaign,
-)
-from orchestrator.lab import Lab
-from orchestrator.simulated_lab import SimulatedLab, SimulatedLabError, check_simulation
-from orchestrator.spec import CampaignFileError, CampaignSpec, load_campaign, parse_campaign
-from orchestrator.store import Store, StoreError
+
+if TYPE_CHECKING:  # the commands import what they use: `crucible --help` loads neither torch nor pymatgen
+    from orchestrator.campaign import Campaign, CampaignEvent
+    from orchestrator.spec import CampaignSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Crucible: autonomous self-driving-lab campaigns.")
 app.add_typer(scale_app)  # crucible server | worker | deploy: scale-out on Prefect's server, pools and workers
 console = Console()
 errors = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"crucible {version('crucible-lab')}", highlight=False)
+        except PackageNotFoundError:
+            console.print("crucible (not installed: run from a source tree)", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _crucible(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print Crucible's version and exit."),
+    ] = False,
+) -> None:
+    """Crucible: autonomous self-driving-lab campaigns."""
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]
+
+
+def _json_value(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _experiment_json(spec: CampaignSpec, experiment: Any) -> dict[str, Any]:
+    from orchestrator.outcomes import is_feasible, measured
+
+    names = [o.name for o in spec.objectives] + [c.name for c in spec.constraints]
+    return {
+        "experiment": experiment.index,
+        "status": experiment.status,
+        "conditions": {k: _json_value(v) for k, v in experiment.conditions.items()},
+        "outcomes": {
+            n: {k: _json_value(v) for k, v in measured(spec, experiment.outcomes or {}, n).items()} for n in names
+        },
+        "feasible": bool(experiment.outcomes) and is_feasible(spec, experiment.outcomes),
+        "failure": experiment.failure_reason,
+        "marked_bad": experiment.excluded_reason,
+    }
+
+
 DEFAULT_RUNS_DIR = Path("runs")
-EXPECTED_ERRORS = (CampaignFileError, CampaignError, InstrumentError, SimulatedLabError, PatternFileError, StoreError)
+#: Failures a user can act on, printed as one line: (module, class), looked up only in modules already imported
+#: (an error of a module no command loaded cannot have been raised).
+EXPECTED_ERRORS = (
+    ("orchestrator.spec", "CampaignFileError"),
+    ("orchestrator.outcomes", "CampaignError"),
+    ("instruments.errors", "InstrumentError"),
+    ("orchestrator.simulated_lab", "SimulatedLabError"),
+    ("analysis.readers", "PatternFileError"),
+    ("orchestrator.store", "StoreError"),
+)
+
+
+def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(sys.modules[module], name) for module, name in names if module in sys.modules)
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,12 +108,14 @@ def _one_line_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except EXPECTED_ERRORS as error:
-            message = " ".join(str(error).split())
-            errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except DatabaseError as error:  # the database broke (or locked up) after it opened: its own words, no SQL
-            message = " ".join(f"database: {error.orig or error}".split())
+        except Exception as error:
+            if isinstance(error, _loaded(EXPECTED_ERRORS)):
+                message = " ".join(str(error).split())
+            elif isinstance(error, _loaded((("sqlalchemy.exc", "DatabaseError"),))):
+                # the database broke (or locked up) after it opened: its own words, no SQL
+                message = " ".join(f"database: {getattr(error, 'orig', None) or error}".split())
+            else:
+                raise
             errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -103,6 +155,7 @@ RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where the datab
 def _one_runner(url: str, name: str) -> Iterator[None]:
     """Hold the campaign's runner lock (refused with one line if another process runs it)."""
     from orchestrator.runner_lock import RunnerLock
+    from orchestrator.store import Store
 
     store = Store(url)
     try:
@@ -114,6 +167,8 @@ def _one_runner(url: str, name: str) -> Iterator[None]:
 
 @contextmanager
 def _lab_for(spec: CampaignSpec, sim: bool, runs_dir: Path) -> Iterator[None]:
+    from orchestrator.simulated_lab import SimulatedLab
+
     if sim:
         with SimulatedLab(spec, runs_dir / "tray" / spec.name):
             console.print(
@@ -136,6 +191,10 @@ def _interrupt_on_sigterm() -> None:
 
 
 def _run(spec: CampaignSpec, url: str, runs_dir: Path, sim: bool, fresh: bool, resume: bool, verbose: bool) -> None:
+    from orchestrator.campaign import check_instruments_free
+    from orchestrator.lab import Lab
+    from orchestrator.store import Store
+
     _quiet_prefect(verbose)
     _interrupt_on_sigterm()
     with _lab_for(spec, sim, runs_dir):
@@ -208,6 +267,7 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path, paused: bool = Fals
     """The experiment table, the best result (so far, if ``paused``), its score against truth, and the plot."""
     from orchestrator.campaign import is_feasible, objective_value
     from orchestrator.report import closed_loop_line, experiment_table, plot_best_so_far
+    from orchestrator.store import Store
 
     store = Store(url)
     record = store.campaign_by_name(spec.name)
@@ -290,6 +350,12 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Run the campaign in CAMPAIGN_FILE until its budget is spent."""
+    from orchestrator.campaign import check_can_open, revise_campaign
+    from orchestrator.outcomes import CampaignError
+    from orchestrator.simulated_lab import check_simulation
+    from orchestrator.spec import load_campaign
+    from orchestrator.store import Store
+
     spec = load_campaign(campaign_file)
     if sim:
         check_simulation(spec)  # an unknown scenario is named before anything is opened or started
@@ -317,7 +383,7 @@ def resume(
     sim: SimOption = False,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Continue an interrupted or paused campaign: nothing recorded is lost, nothing is run twice."""
     url = _database_url(database, runs_dir)
@@ -337,6 +403,10 @@ def resume(
 
 
 def _stored_spec(name: str, url: str) -> CampaignSpec:
+    from orchestrator.outcomes import CampaignError
+    from orchestrator.spec import parse_campaign
+    from orchestrator.store import Store
+
     store = Store(url)
     record = store.campaign_by_name(name)
     store.close()
@@ -351,19 +421,28 @@ def status(
     name: Annotated[str | None, typer.Argument(help="Campaign name (default: list all).")] = None,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """List campaigns with their state, or show one campaign's experiments and its state."""
     from orchestrator.report import experiment_table, state_line
+    from orchestrator.spec import parse_campaign
+    from orchestrator.store import Store
 
     url = _database_url(database, runs_dir)
     if name is None:
         store = Store(url)
         try:
+            listed = []
             for record in store.campaigns():
                 spec = parse_campaign(json.loads(record.spec_json), f"campaign {record.name!r} in {url}")
-                console.print(escape(state_line(record, spec, store.experiments(record.id))), highlight=False)
+                line = state_line(record, spec, store.experiments(record.id))
+                listed.append({"campaign": record.name, "status": record.status, "state": line})
+                if not as_json:
+                    console.print(escape(line), highlight=False)
         finally:
             store.close()
+        if as_json:
+            print(json.dumps(listed, indent=2))
         return
     spec = _stored_spec(name, url)
     store = Store(url)
@@ -371,6 +450,10 @@ def status(
         record = store.campaign_by_name(name)
         assert record is not None
         experiments = store.experiments(record.id)
+        if as_json:
+            state = {"campaign": name, "status": record.status, "state": state_line(record, spec, experiments)}
+            print(json.dumps({**state, "experiments": [_experiment_json(spec, e) for e in experiments]}, indent=2))
+            return
         console.print(experiment_table(spec, experiments, store.proposals(record.id)))
         console.print(escape(state_line(record, spec, experiments)), highlight=False)
     finally:
@@ -383,14 +466,70 @@ def report(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Print the campaign's table and best result and write its best-so-far plot (with truth if simulated)."""
     url = _database_url(database, runs_dir)
+    if as_json:
+        print(json.dumps(_report_json(_stored_spec(name, url), url), indent=2))
+        return
     _summarise(_stored_spec(name, url), url, runs_dir)
+
+
+def _report_json(spec: CampaignSpec, url: str) -> dict[str, Any]:
+    """The campaign's best feasible experiment (single objective) or its Pareto set, as data."""
+    from orchestrator.outcomes import counts, is_feasible, objective_value
+    from orchestrator.store import Store
+
+    store = Store(url)
+    try:
+        record = store.campaign_by_name(spec.name)
+        assert record is not None
+        experiments = store.experiments(record.id)
+    finally:
+        store.close()
+    feasible = [e for e in experiments if counts(e) and is_feasible(spec, e.outcomes)]
+    out: dict[str, Any] = {
+        "campaign": spec.name,
+        "status": record.status,
+        "experiments": sum(e.status != "rejected" for e in experiments),
+        "failed": sum(e.status == "failed" for e in experiments),
+        "objectives": [{"name": o.name, "direction": o.direction, "target": o.target} for o in spec.objectives],
+        "database": url,
+    }
+    if len(spec.objectives) == 1:
+        scored = [e for e in feasible if math.isfinite(objective_value(spec, e.outcomes))]
+        best = max(scored, key=lambda e: objective_value(spec, e.outcomes)) if scored else None
+        out["best"] = None if best is None else _experiment_json(spec, best)
+    else:
+        out["pareto_front"] = [_experiment_json(spec, e) for e in _pareto(spec, feasible)]
+    return out
+
+
+def _pareto(spec: CampaignSpec, experiments: list[Any]) -> list[Any]:
+    """The experiments no other one beats on every objective (targets as closeness)."""
+    from orchestrator.outcomes import measured
+
+    def utilities(e: Any) -> list[float]:
+        values = []
+        for o in spec.objectives:
+            v = measured(spec, e.outcomes, o.name)["value"]
+            values.append(v if o.direction == "maximize" else -v if o.direction == "minimize" else -abs(v - o.target))
+        return values
+
+    scored = [(e, utilities(e)) for e in experiments]
+    scored = [(e, u) for e, u in scored if all(math.isfinite(x) for x in u)]
+    return [
+        e for e, u in scored if not any(all(a >= b for a, b in zip(v, u, strict=True)) and v != u for _, v in scored)
+    ]
 
 
 def _operate(name: str, database: str | None, runs_dir: Path) -> Campaign:
     """The stored campaign ``name``, for an operator's command (no instrument is contacted)."""
+    from orchestrator.campaign import Campaign
+    from orchestrator.lab import Lab
+    from orchestrator.store import Store
+
     url = _database_url(database, runs_dir)
     spec = _stored_spec(name, url)
     store = Store(url)
@@ -402,7 +541,9 @@ def _operate(name: str, database: str | None, runs_dir: Path) -> Campaign:
 @app.command()
 @_one_line_errors
 def pause(
-    name: Annotated[str, typer.Argument()], database: DatabaseOption = None, runs_dir: RunsDirOption = DEFAULT_RUNS_DIR
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    database: DatabaseOption = None,
+    runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
 ) -> None:
     """Pause a campaign: no new experiment starts; what is on an instrument finishes. `crucible resume` continues."""
     _operate(name, database, runs_dir).pause()
@@ -412,7 +553,7 @@ def pause(
 @app.command()
 @_one_line_errors
 def approve(
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
     indices: Annotated[list[int] | None, typer.Argument(help="Experiment numbers (default: all awaiting).")] = None,
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
@@ -441,7 +582,7 @@ def reject(
 @app.command()
 @_one_line_errors
 def budget(
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
     experiments: Annotated[int, typer.Argument(help="The new total number of experiments.")],
     database: DatabaseOption = None,
     runs_dir: RunsDirOption = DEFAULT_RUNS_DIR,
@@ -454,7 +595,7 @@ def budget(
 @app.command("mark-bad")
 @_one_line_errors
 def mark_bad(
-    name: Annotated[str, typer.Argument()],
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
     index: Annotated[int, typer.Argument(help="Experiment number.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept on record).")] = "marked bad by an operator",
     database: DatabaseOption = None,
@@ -473,6 +614,7 @@ def keys(
 ) -> None:
     """Generate CurveZMQ key pairs (NAME.key public, NAME.key_secret private) for instruments and clients."""
     from instruments.keys import generate_keypair
+    from orchestrator.outcomes import CampaignError
 
     for name in names:
         try:
@@ -503,6 +645,8 @@ def _targets(
     --address (secured with --client-key/--server-key), and with --all every one of the campaign file's, with the
     keys the file names (read without checking its CIFs or plug-ins, which an emergency must not wait for)."""
     from instruments.security import ClientSecurity
+    from orchestrator.outcomes import CampaignError
+    from orchestrator.spec import load_campaign
 
     def keys(client: str | Path | None, server: str | Path | None, where: str) -> ClientSecurity | None:
         if client is None and server is None:
@@ -586,9 +730,9 @@ def reset(
 def train(
     scenario: Annotated[str, typer.Argument(help="Simulated scenario to generate training patterns from.")],
     out: Annotated[Path, typer.Option("--out", help="Where the model card and weights go.")] = Path("analysis/weights"),
-    n_patterns: Annotated[int, typer.Option("--n-patterns")] = 8000,
-    epochs: Annotated[int, typer.Option("--epochs")] = 24,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    n_patterns: Annotated[int, typer.Option("--n-patterns", help="Simulated training patterns.")] = 8000,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training passes over the patterns.")] = 24,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the patterns and the networks.")] = 0,
     members: Annotated[int, typer.Option("--members", help="Networks in the deep ensemble.")] = 5,
 ) -> None:
     """Generate patterns with the simulated lab and train the phase-quantification network ensemble on them."""
@@ -623,6 +767,7 @@ def analyse(
 ) -> None:
     """Analyse one measured pattern file on its own: phase fractions, lattices and sizes with uncertainties."""
     from agents.analysis_agents import ANALYSES, analyse_file
+    from analysis.readers import PatternFileError
 
     if analysis not in ANALYSES:
         raise PatternFileError(f"unknown analysis {analysis!r}; choose one of {', '.join(ANALYSES)}")
@@ -658,6 +803,9 @@ def serve_simulated_lab(
     """Serve the simulated lab of CAMPAIGN_FILE at its instrument addresses until Ctrl-C or SIGTERM."""
     import signal
     import threading
+
+    from orchestrator.simulated_lab import SimulatedLab
+    from orchestrator.spec import load_campaign
 
     spec = load_campaign(campaign_file)
     done = threading.Event()

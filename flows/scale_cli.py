@@ -87,7 +87,7 @@ def _check_server(api_url: str) -> None:
 
 
 ApiUrlOption = Annotated[str | None, typer.Option("--api-url", help="Prefect API URL (default: $PREFECT_API_URL).")]
-PoolOption = Annotated[str, typer.Option("--pool", "-p", help="Work pool name.")]
+PoolOption = Annotated[str, typer.Option("--pool", help="Work pool name.")]
 
 
 @scale_app.command()

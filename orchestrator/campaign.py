@@ -60,7 +60,8 @@ from instruments.errors import (
 )
 from instruments.readings import reading_from_dict
 from orchestrator.lab import Lab
-from orchestrator.spec import SCAN_KEY, CampaignSpec, outcome, parse_campaign
+from orchestrator.outcomes import CampaignError, best_so_far, counts, is_feasible, measured, objective_value
+from orchestrator.spec import SCAN_KEY, CampaignSpec, parse_campaign
 from orchestrator.store import (
     CampaignRecord,
     ExperimentRecord,
@@ -73,6 +74,7 @@ from orchestrator.store import (
 
 __all__ = [
     "Campaign",
+    "best_so_far",
     "CampaignError",
     "CampaignEvent",
     "TRANSIENT_ERRORS",
@@ -84,10 +86,6 @@ __all__ = [
 
 #: Instrument errors worth retrying with the same job id: the instrument may still do (or have done) the job.
 TRANSIENT_ERRORS: tuple[type[InstrumentError], ...] = (InstrumentTimeout, InstrumentUnreachable, InstrumentBusy)
-
-
-class CampaignError(RuntimeError):
-    """A campaign that cannot start or continue; the message says why."""
 
 
 class InstrumentRefused(CampaignError):
@@ -114,36 +112,6 @@ class CampaignEvent:
 
 
 Observer = Callable[[CampaignEvent], None]
-
-
-def measured(spec: CampaignSpec, outcomes: dict[str, dict[str, float]], name: str) -> dict[str, float]:
-    """The objective's or constraint's ``name`` in an experiment's outcomes: ``{"value", "std"}``, NaN if the
-    analysis did not report it."""
-    try:
-        return outcome(outcomes, spec.quantity_key(name))
-    except KeyError:
-        return {"value": math.nan, "std": math.nan}
-
-
-def objective_value(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> float:
-    """The first objective as a number to maximise (minimise → negated, target → −|y − target|)."""
-    objective = spec.objectives[0]
-    value = measured(spec, outcomes, objective.name)["value"]
-    if objective.direction == "minimize":
-        return -value
-    if objective.direction == "target":
-        assert objective.target is not None
-        return -abs(value - objective.target)
-    return value
-
-
-def is_feasible(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> bool:
-    """Whether measured outcomes satisfy every outcome constraint."""
-    for constraint in spec.constraints:
-        value = measured(spec, outcomes, constraint.name)["value"]
-        if (constraint.op == "<=" and value > constraint.value) or (constraint.op == ">=" and value < constraint.value):
-            return False
-    return True
 
 
 def campaign_planner(spec: CampaignSpec) -> Planner:
@@ -733,7 +701,7 @@ class Campaign:
     # --- results -------------------------------------------------------------------------------------------
     def best(self) -> ExperimentRecord | None:
         """The analysed experiment with the best objective among those meeting every constraint."""
-        analysed = [e for e in self.experiments() if _counts(e)]
+        analysed = [e for e in self.experiments() if counts(e)]
         feasible = [e for e in analysed if is_feasible(self.spec, e.outcomes)]
         if not feasible:
             return None
@@ -822,24 +790,9 @@ class Campaign:
         raise CampaignError(f"campaign {self.spec.name!r} has no experiment {index}")
 
 
-def best_so_far(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]) -> list[float]:
-    """Best feasible objective value (to maximise) after each experiment; NaN until one is feasible."""
-    best, out = -math.inf, []
-    for experiment in experiments:
-        if _counts(experiment) and is_feasible(spec, experiment.outcomes):
-            best = max(best, objective_value(spec, experiment.outcomes))
-        out.append(best if math.isfinite(best) else math.nan)
-    return out
-
-
 def _spent(experiments: Sequence[ExperimentRecord]) -> int:
     """Experiments that count against the budget: every recorded one but those an operator rejected."""
     return sum(e.status != ExperimentStatus.REJECTED for e in experiments)
-
-
-def _counts(experiment: ExperimentRecord) -> bool:
-    """An analysed experiment no operator has marked bad."""
-    return experiment.status == ExperimentStatus.ANALYSED and experiment.excluded_reason is None
 
 
 def _format_conditions(conditions: dict[str, Any]) -> str:

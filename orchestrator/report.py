@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.campaign import best_so_far, is_feasible, measured, objective_value
+from orchestrator.outcomes import best_so_far, is_feasible, measured, objective_value
 from orchestrator.spec import SCAN_KEY, CampaignSpec
 from orchestrator.store import CampaignRecord, ExperimentRecord, ExperimentStatus, ProposalRecord
 

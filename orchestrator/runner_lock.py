@@ -24,7 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 
-from orchestrator.campaign import CampaignError
+from orchestrator.outcomes import CampaignError
 from orchestrator.store import Store
 
 __all__ = ["CampaignLocked", "RunnerLock", "RunnerLockRecord"]

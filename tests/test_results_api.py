@@ -346,3 +346,48 @@ def test_the_pareto_front_of_two_objectives(tmp_path: Path) -> None:
     assert not pd.isna(frame.loc[7, "finished_at"]) and pd.isna(frame.loc[0, "xrd_done_at"])
     with crucible.open_campaign(url) as only:
         assert only.name == "front"
+
+
+def test_status_and_report_answer_in_json(recorded: Recorded, tmp_path: Path) -> None:
+    """``--json`` on status and report gives the store's experiments and the best feasible one as data."""
+    where = ("--runs-dir", str(recorded.runs_dir))
+    listed = crucible_cli("status", "--json", *where, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert [c["campaign"] for c in json.loads(listed.stdout)] == [NAME]
+    one = crucible_cli("status", NAME, "--json", *where, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    state = json.loads(one.stdout)
+    store = Store(recorded.url)
+    try:
+        record = store.campaign_by_name(NAME)
+        assert record is not None
+        stored = store.experiments(record.id)
+    finally:
+        store.close()
+    assert [e["experiment"] for e in state["experiments"]] == [e.index for e in stored]
+    for shown, experiment in zip(state["experiments"], stored, strict=True):
+        assert shown["conditions"] == experiment.conditions and shown["status"] == experiment.status
+        size = experiment.outcomes["xrd.anatase_crystallite_size_nm"]["value"]
+        assert shown["outcomes"]["anatase_crystallite_size_nm"]["value"] == (None if math.isnan(size) else size)
+    summary = json.loads(crucible_cli("report", NAME, "--json", *where, cwd=tmp_path).stdout)
+    sized = [e for e in state["experiments"] if e["feasible"] and e["outcomes"]["anatase_crystallite_size_nm"]["value"]]
+    best = max(sized, key=lambda e: e["outcomes"]["anatase_crystallite_size_nm"]["value"])
+    assert summary["best"]["experiment"] == best["experiment"] and summary["experiments"] == BUDGET
+
+
+def test_the_cli_answers_help_without_loading_the_science() -> None:
+    """``crucible --help`` (and every command's ``--help``) loads neither torch, pymatgen, BoTorch nor Prefect; the
+    CLI names its version; one short option has one meaning."""
+    script = (
+        "import sys; from typer.testing import CliRunner; from flows.cli import app; "
+        "runner = CliRunner(); "
+        "codes = [runner.invoke(app, [*c, '--help']).exit_code for c in ([], ['run'], ['status'], ['report'], "
+        "['export'], ['analyse'], ['worker'])]; "
+        "heavy = [m for m in ('torch', 'pymatgen', 'botorch', 'prefect', 'pandas', 'scipy') if m in sys.modules]; "
+        "print(codes, heavy)"
+    )
+    result = _python(script, ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0, 0, 0, 0, 0, 0] []", result.stdout
+    version = crucible_cli("--version", cwd=ROOT)
+    assert version.returncode == 0 and version.stdout.strip() == f"crucible {crucible.__version__}"
