@@ -9,7 +9,7 @@ STAMP := $(VENV)/.crucible-installed
 # removes the "database is locked" tracebacks it otherwise logs (see constraints.txt).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration bench-campaign bench-phase-map clean
+.PHONY: demo test lint bench bench-planner bench-planner-ax bench-analysis bench-orchestration bench-campaign bench-phase-map bench-pools bench-cli clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ $(AX_VENV)/.installed: pyproject.toml constraints.txt
 bench-planner-ax: $(AX_VENV)/.installed
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(AX_VENV)/bin/python -W ignore bench/planner.py --seeds 10 \
 		--workers 2 --methods crucible,random,sobol,tpe,ax --latency-methods tpe,ax --log bench/out/planner-ax.jsonl
+
+# The pool protocol on ../shared/real_pools (20 repeats, every method side by side): hours on two cores.
+bench-pools: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -W ignore bench/pools.py --repeats 20 --workers 2 \
+		--log bench/out/pools.jsonl
+
+bench-cli: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/cli.py
 
 bench-analysis: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python bench/analysis.py --n 2000

@@ -435,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if (p.stem, m, k) not in done
     ]
     print(f"# {len(done)} runs from {args.log}, {len(jobs)} to run", flush=True)
+    if args.log:
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
     log = Path(args.log).open("a") if args.log else None
     with ProcessPoolExecutor(max_workers=args.workers) as pool_executor:
         futures = [pool_executor.submit(_run_job, *job) for job in jobs]

@@ -364,8 +364,10 @@ def _png_markdown(path: Path, title: str) -> str:
 
 
 def _publish_artifacts(campaign: Campaign) -> None:
-    """The table of experiments, and a markdown report with the best-so-far plot and the latest pattern's fit."""
+    """The table of experiments, and a markdown report with the best-so-far plot, the Pareto front (several
+    objectives), the map of measured shares (phase fractions over two conditions) and the latest reading's view."""
     from orchestrator.report import closed_loop_line, plot_best_so_far
+    from orchestrator.views import plot_pareto_front, plot_share_map
 
     spec = campaign.spec
     _publish_table(campaign)
@@ -385,6 +387,12 @@ def _publish_artifacts(campaign: Campaign) -> None:
         proposals = campaign.store.proposals(campaign.id)
         plot = plot_best_so_far(spec, experiments, Path(directory) / "best.png", proposals=proposals)
         lines += [_png_markdown(plot, "best so far"), ""]
+        front = plot_pareto_front(spec, experiments, Path(directory) / "pareto.png")
+        if front is not None:
+            lines += ["## Pareto front", "", _png_markdown(front, "Pareto front"), ""]
+        shares = plot_share_map(spec, experiments, Path(directory) / "shares.png")
+        if shares is not None:
+            lines += ["## Phase map: measured shares over the conditions", "", _png_markdown(shares, "phase map"), ""]
         analysed = [e for e in experiments if e.status == ExperimentStatus.ANALYSED]
         if analysed:
             lines += _step_views(campaign, analysed[-1], Path(directory))

@@ -329,6 +329,14 @@ def _summarise(spec: CampaignSpec, url: str, runs_dir: Path, paused: bool = Fals
         spec, experiments, runs_dir / f"{spec.name}-best-so-far.png", true_values, true_optimum, proposals
     )
     console.print(f"plot: {plot}")
+    from orchestrator.views import plot_pareto_front, plot_share_map
+
+    for view in (
+        plot_pareto_front(spec, experiments, runs_dir / f"{spec.name}-pareto-front.png"),
+        plot_share_map(spec, experiments, runs_dir / f"{spec.name}-phase-map.png"),
+    ):
+        if view is not None:
+            console.print(f"plot: {view}")
 
 
 @app.command()

@@ -55,6 +55,7 @@ def _mid_workflow(database: Path) -> bool:
 
 WORKFLOWS = {
     "ceria_nanoparticles.yaml": {
+        "report": "## Pareto front",  # two objectives: the report artifact shows the front
         "route": [
             ("synthesis", "flask", None), ("saxs", "saxs", "scattering_curve"), ("pdf", "pdf", "pair_distribution")
         ],
@@ -63,12 +64,14 @@ WORKFLOWS = {
         "check": ("pdf.particle_diameter_nm", 0.3, 30.0),
     },
     "mg_zn_ce_phase_map.yaml": {
+        "report": "## Phase map: measured shares over the conditions",  # a composition campaign's report shows it
         "route": [("position", "stage", None), ("xrd", "xrd", "diffractogram")],
         "told": ["xrd.periclase_fraction", "xrd.zincite_fraction", "xrd.ceria_fraction"],
         "without_variance": set(),
         "check": ("xrd.n_phases", 0.5, 3.5),
     },
     "ceria_xrd_xas.yaml": {
+        "report": None,  # one objective, one share: neither a front nor a map
         "route": [("synthesis", "flask", None), ("xrd", "xrd", "diffractogram"), ("xas", "xas", "spectrum")],
         "told": ["xas.ce3_fraction", "xrd.ceria_crystallite_size_nm"],
         "without_variance": set(),
@@ -141,6 +144,21 @@ def test_shipped_workflow_campaign_survives_kills_mid_workflow(
         assert set(store.step_analyses(experiment.id)) == {step for step, _, kind in expected["route"] if kind}
         name, low, high = expected["check"]
         assert low < experiment.outcomes[name]["value"] < high, (name, experiment.outcomes[name])
+    # The campaign's report artifact in the Prefect API: a Pareto front for two objectives, a phase map for a
+    # composition campaign, each as an embedded picture.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        reports = [a for a in client.read_artifacts() if a.key == f"{data['name']}-report"]
+    assert reports, "the finished campaign published its report"
+    report = str(max(reports, key=lambda a: a.created).data)
+    views = ("## Pareto front", "## Phase map: measured shares over the conditions")
+    for heading in views:
+        if heading == expected["report"]:
+            after = report.split(heading, 1)[1]
+            assert after.lstrip().startswith("![") and "data:image/png;base64," in after.split("##", 1)[0]
+        else:
+            assert heading not in report, heading
     started = job_starts(runs_dir / "tray" / data["name"] / "logs")
     repeated = {job: n for job, n in started.items() if n > 1}
     assert not repeated, f"instrument jobs started more than once: {repeated}"

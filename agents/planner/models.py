@@ -19,7 +19,7 @@ from botorch.models.utils.gpytorch_modules import (
     get_gaussian_likelihood_with_lognormal_prior,
 )
 from gpytorch.constraints import GreaterThan
-from gpytorch.kernels import Kernel, ScaleKernel
+from gpytorch.kernels import Kernel, MaternKernel, ScaleKernel
 from gpytorch.likelihoods import BernoulliLikelihood, GaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood, VariationalELBO
 from gpytorch.priors import GammaPrior
@@ -154,17 +154,28 @@ def continuous_kernel(
     batch_shape: torch.Size | None = None,
     active_dims: Sequence[int] | None = None,
 ) -> Kernel:
-    """BoTorch's kernel of the continuous columns (`get_covar_module_with_dim_scaled_prior`, no outputscale):
-    RBF for ``"rbf"``, Matern-5/2 for ``"matern52"``, with the same dimension-scaled LogNormal lengthscale prior.
+    """The kernel of the continuous columns.
+
+    - ``"rbf"``: BoTorch's default (`get_covar_module_with_dim_scaled_prior`): an ARD RBF kernel, no outputscale,
+      a dimension-scaled LogNormal lengthscale prior (Hvarfner et al., 2024) that favours smooth responses;
+    - ``"matern52"``: the classic GP-ARD Matern-5/2 of pool-based materials benchmarks (Liang et al., 2021) and of
+      BoTorch before 0.12: ``ScaleKernel(MaternKernel(nu=2.5))`` with Gamma(3, 6) lengthscale and Gamma(2, 0.15)
+      outputscale priors, which lets a rugged response keep short lengthscales.
 
     Its signature after ``kernel`` is that of ``MixedSingleTaskGP``'s ``cont_kernel_factory``.
     """
-    return get_covar_module_with_dim_scaled_prior(
+    if kernel == "rbf":
+        return get_covar_module_with_dim_scaled_prior(
+            ard_num_dims=ard_num_dims, batch_shape=batch_shape, use_rbf_kernel=True, active_dims=active_dims
+        )
+    base = MaternKernel(
+        nu=2.5,
         ard_num_dims=ard_num_dims,
         batch_shape=batch_shape,
-        use_rbf_kernel=kernel == "rbf",
-        active_dims=active_dims,
+        active_dims=None if active_dims is None else tuple(active_dims),
+        lengthscale_prior=GammaPrior(3.0, 6.0),
     )
+    return ScaleKernel(base, batch_shape=batch_shape, outputscale_prior=GammaPrior(2.0, 0.15))
 
 
 def _single(
@@ -192,7 +203,7 @@ def _single(
         )
     model = SingleTaskGP(X, Y, train_Yvar=Yvar, likelihood=likelihood, outcome_transform=transform)
     if kernel != "rbf":
-        # Swapped in after construction (same lengthscale shape and prior) so the model keeps BoTorch's
+        # Swapped in after construction (same batch shape) so the model keeps BoTorch's
         # bookkeeping for its default kernel (``subset_output``); "rbf" is that default, untouched.
         batch_shape = torch.Size([Y.shape[-1]]) if Y.shape[-1] > 1 else torch.Size()
         model.covar_module = continuous_kernel(kernel, X.shape[-1], batch_shape).to(X)
