@@ -344,7 +344,10 @@ def report(runs: list[dict[str, Any]], methods: Sequence[str], reference: str) -
         for r in runs:
             if r["pool"] == pool:
                 by_method.setdefault(r["method"], {})[r["repeat"]] = r
-        shown = [m for m in methods if m in by_method] + [m for m in by_method if m not in methods]
+        by_method = {m: runs_of for m, runs_of in by_method.items() if m in methods}  # the methods asked for
+        if not by_method:
+            continue
+        shown = [m for m in methods if m in by_method]
         repeats = sorted(set.intersection(*(set(v) for v in by_method.values())))
         if not repeats:
             continue

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from gpytorch.kernels import MaternKernel, RBFKernel
+from gpytorch.kernels import MaternKernel, RBFKernel, ScaleKernel
 
 from agents.planner import (
     BoTorchPlanner,
@@ -115,10 +115,12 @@ def test_the_kernel_reaches_the_fitted_model(tmp_path: Path, kernel: str, kind: 
     (proposal,) = planner.ask()
     assert proposal.strategy == "qLogNEI"
     covar = planner.model.covar_module  # type: ignore[union-attr]
-    assert type(covar) is kind
-    if kernel == "matern52":
+    if kernel == "matern52":  # the classic GP-ARD Matern-5/2: an outputscale over the Matern kernel
+        assert type(covar) is ScaleKernel
+        covar = covar.base_kernel
         assert covar.nu == 2.5
         assert covar.lengthscale.shape[-1] == 3  # ARD: one lengthscale per parameter
+    assert type(covar) is kind
 
 
 def test_ucb_and_its_weight_reach_the_planner_and_choose(tmp_path: Path) -> None:

@@ -84,8 +84,8 @@ def fit_outcome_model(
             variances; ``None`` keeps BoTorch's ``1e-4``. That floor is 1 % of the outcome's standard deviation
             as a noise standard deviation: with values spanning 0.4 to 300 (Branin), differences near the
             optimum below ~0.3 are modelled as noise.
-        kernel: The continuous kernel: ``"rbf"`` (BoTorch's default) or ``"matern52"`` (ARD Matern-5/2), both with
-            BoTorch's dimension-scaled LogNormal lengthscale prior (`continuous_kernel`).
+        kernel: The continuous kernel: ``"rbf"`` (BoTorch's default) or ``"matern52"`` (the classic ARD Matern-5/2
+            with an outputscale), see `continuous_kernel`.
 
     Returns:
         A fitted model whose ``posterior(X)`` for ``X`` of shape ``b x q x d`` has ``m`` (``+ 1``) outputs.

@@ -194,9 +194,9 @@ class PlannerConfig:
             outcome with a large range is resolved near its optimum. Opt-in until the whole planner bench has
             compared it.
         kernel: Continuous kernel of each outcome GP: ``"rbf"`` (BoTorch's default for ``SingleTaskGP``) or
-            ``"matern52"`` (ARD Matern-5/2, rougher sample paths), both with BoTorch's dimension-scaled LogNormal
-            lengthscale prior. With categorical parameters it is the kernel of the continuous columns of
-            ``MixedSingleTaskGP``. The failure classifier and a learned cost model keep RBF.
+            ``"matern52"`` (the classic ARD Matern-5/2 in a ``ScaleKernel`` with Gamma priors, rougher sample
+            paths; `models.continuous_kernel`). With categorical parameters it is the kernel of the continuous
+            columns of ``MixedSingleTaskGP``. The failure classifier and a learned cost model keep RBF.
         acquisition: Single-objective acquisition in ``"optimize"`` mode: ``"ei"`` (``qLogNoisyExpectedImprovement``)
             or ``"ucb"`` (``qUpperConfidenceBound``, ``mean + exploration_weight * std`` of the utility; outcome
             constraints and the failure classifier weight the utility samples, BoTorch's ``ConstrainedMCObjective``).
