@@ -516,16 +516,11 @@ def _report_json(spec: CampaignSpec, url: str) -> dict[str, Any]:
 
 def _pareto(spec: CampaignSpec, experiments: list[Any]) -> list[Any]:
     """The experiments no other one beats on every objective (targets as closeness)."""
-    from orchestrator.outcomes import measured
+    from orchestrator.outcomes import measured, utility
 
-    def utilities(e: Any) -> list[float]:
-        values = []
-        for o in spec.objectives:
-            v = measured(spec, e.outcomes, o.name)["value"]
-            values.append(v if o.direction == "maximize" else -v if o.direction == "minimize" else -abs(v - o.target))
-        return values
-
-    scored = [(e, utilities(e)) for e in experiments]
+    scored = [
+        (e, [utility(o, measured(spec, e.outcomes, o.name)["value"]) for o in spec.objectives]) for e in experiments
+    ]
     scored = [(e, u) for e, u in scored if all(math.isfinite(x) for x in u)]
     return [
         e for e, u in scored if not any(all(a >= b for a, b in zip(v, u, strict=True)) and v != u for _, v in scored)

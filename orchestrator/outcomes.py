@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from orchestrator.spec import CampaignSpec, outcome
+from orchestrator.spec import CampaignSpec, ObjectiveSpec, outcome
 from orchestrator.store import ExperimentRecord, ExperimentStatus
 
-__all__ = ["CampaignError", "best_so_far", "counts", "is_feasible", "measured", "objective_value"]
+__all__ = ["CampaignError", "best_so_far", "counts", "is_feasible", "measured", "objective_value", "utility"]
 
 
 class CampaignError(RuntimeError):
@@ -28,16 +28,20 @@ def measured(spec: CampaignSpec, outcomes: dict[str, dict[str, float]], name: st
         return {"value": math.nan, "std": math.nan}
 
 
-def objective_value(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> float:
-    """The first objective as a number to maximise (minimise → negated, target → −|y − target|)."""
-    objective = spec.objectives[0]
-    value = measured(spec, outcomes, objective.name)["value"]
+def utility(objective: ObjectiveSpec, value: float) -> float:
+    """An objective's value as a number to maximise (minimise → negated, target → −|y − target|)."""
     if objective.direction == "minimize":
         return -value
     if objective.direction == "target":
         assert objective.target is not None
         return -abs(value - objective.target)
     return value
+
+
+def objective_value(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> float:
+    """The first objective as a number to maximise (see `utility`)."""
+    objective = spec.objectives[0]
+    return utility(objective, measured(spec, outcomes, objective.name)["value"])
 
 
 def is_feasible(spec: CampaignSpec, outcomes: dict[str, dict[str, float]]) -> bool:

@@ -10,21 +10,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.outcomes import counts, is_feasible, measured
+from orchestrator.outcomes import counts, is_feasible, measured, utility
 from orchestrator.spec import CampaignSpec, ObjectiveSpec
 from orchestrator.store import ExperimentRecord
 
-__all__ = ["hypervolume_2d", "plot_pareto_front", "plot_share_map", "utility"]
-
-
-def utility(objective: ObjectiveSpec, value: float) -> float:
-    """An objective's value as a number to maximise (minimise -> negated, target -> -|y - target|)."""
-    if objective.direction == "minimize":
-        return -value
-    if objective.direction == "target":
-        assert objective.target is not None
-        return -abs(value - objective.target)
-    return value
+__all__ = ["hypervolume_2d", "plot_pareto_front", "plot_share_map"]
 
 
 def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
