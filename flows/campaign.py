@@ -47,6 +47,7 @@ from agents.analyses import analysis_kind  # noqa: E402
 from instruments.readings import reading_from_dict  # noqa: E402
 from orchestrator.campaign import TRANSIENT_ERRORS, Campaign, CampaignEvent, best_so_far, measured  # noqa: E402
 from orchestrator.lab import Lab  # noqa: E402
+from orchestrator.outcomes import is_feasible  # noqa: E402
 from orchestrator.runner_lock import RunnerLock  # noqa: E402
 from orchestrator.scheduler import ANALYSE, Action, Scheduler  # noqa: E402
 from orchestrator.spec import parse_campaign  # noqa: E402
@@ -316,7 +317,8 @@ def _artifact_key(name: str) -> str:
 
 def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
     """One row per experiment: its conditions, then one column group per workflow step (the instrument that ran
-    it, and the objectives' and constraints' quantities it reported, each with its standard deviation)."""
+    it, and the objectives' and constraints' quantities it reported, as value ± standard deviation), whether it met
+    every constraint; units in the headers."""
     spec = campaign.spec
     watched = [o.name for o in spec.objectives] + [c.name for c in spec.constraints]
     by_step = {step.name: [n for n in watched if spec.quantity_key(n).split(".", 1)[0] == step.name] for step in
@@ -325,28 +327,41 @@ def _experiment_rows(campaign: Campaign) -> list[dict[str, Any]]:
 
     proposals = campaign.store.proposals(campaign.id)
     step_results = campaign.store.campaign_step_results(campaign.id)
+    quantities = spec.quantities()
+    units = {p.name: f"{p.name} [{p.unit}]" for p in spec.parameters if p.unit}  # column headers carry units
+    for name in watched:
+        unit = quantities[spec.quantity_key(name)].unit
+        if unit:
+            units[name] = f"{name} [{unit}]"
     rows = []
     for experiment in campaign.experiments():
         outcomes = experiment.outcomes
         row: dict[str, Any] = {"index": experiment.index, "status": experiment.status}
         row["proposed_by"] = proposed_by(proposals.get(experiment.id))
-        row |= {k: round(v, 5) if isinstance(v, float) else v for k, v in experiment.conditions.items()}
+        conditions = experiment.conditions.items()
+        row |= {units.get(k, k): float(f"{v:.5g}") if isinstance(v, float) else v for k, v in conditions}
         ran_on = {result.step: result.instrument for result in step_results.get(experiment.id, [])}
         for step in campaign.steps:
             row[f"{step.name}_instrument"] = ran_on.get(step.name, "")
             for name in by_step[step.name]:
                 found = measured(spec, outcomes, name) if outcomes else {}
-                row[name] = _finite(found.get("value"))
-                row[f"{name}_std"] = _finite(found.get("std"))
+                row[units.get(name, name)] = _with_std(found.get("value"), found.get("std"))
+        analysed = experiment.status == ExperimentStatus.ANALYSED
+        row["feasible"] = ("yes" if is_feasible(spec, outcomes) else "no") if analysed else ""
         row["failure"] = experiment.failure_reason or ""
         row["marked_bad"] = experiment.excluded_reason or ""
         rows.append(row)
     return rows
 
 
-def _finite(value: float | None) -> float | None:
-    """JSON has no NaN: an undetermined quantity is shown empty."""
-    return round(value, 5) if value is not None and math.isfinite(value) else None
+def _with_std(value: float | None, std: float | None) -> str:
+    """``"8.369 ± 0.067"``: four significant digits, the std to two; an undetermined quantity is "—", a quantity
+    whose uncertainty the analysis does not estimate is shown alone."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if std is None or not math.isfinite(std):
+        return f"{value:.4g}"
+    return f"{value:.4g} ± {std:.2g}"
 
 
 def _publish_table(campaign: Campaign) -> None:

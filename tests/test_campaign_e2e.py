@@ -3,6 +3,7 @@ Prefect; and the CLI's one-line errors for bad campaign files and silent instrum
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -145,9 +146,15 @@ def test_prefect_flow_runs_the_campaign(tmp_path: Path, prefect_harness: None) -
             "xrd-flow-demo-002",
             "analyse-xrd-flow-demo-001",
         } <= task_names
-        artifacts = {artifact.key: artifact for artifact in client.read_artifacts()}
+        artifacts = {a.key: a for a in sorted(client.read_artifacts(), key=lambda a: a.created)}  # latest versions
         assert {"flow-demo-experiments", "flow-demo-report", "flow-demo-progress"} <= set(artifacts)
         assert artifacts["flow-demo-progress"].data == 100.0
+        table = json.loads(artifacts["flow-demo-experiments"].data)  # units in headers, value ± std, feasibility
+        assert len(table) == 3 and all(row["feasible"] in ("yes", "no") for row in table)
+        assert any(key.startswith("anneal_temperature_c [") for key in table[0]), list(table[0])
+        size = next(key for key in table[0] if key.startswith("anatase_crystallite_size_nm"))
+        assert size == "anatase_crystallite_size_nm [nm]"
+        assert all(" ± " in row[size] or row[size] == "—" for row in table)
         report = str(artifacts["flow-demo-report"].data)
         assert report.count("data:image/png;base64,") == 2  # best-so-far plot and the latest pattern's fit
 
