@@ -75,7 +75,7 @@ def export(
 
     from crucible.export import export_campaign
     from crucible.results import ResultsError, open_campaign
-    from orchestrator.campaign import CampaignError
+    from orchestrator.outcomes import CampaignError
 
     formats = _pattern_formats(patterns)
     try:
