@@ -26,7 +26,7 @@ from crucible.patterns import reading_arrays
 from crucible.table import experiments_frame
 from instruments.readings import Reading, reading_from_dict
 from orchestrator.spec import CampaignSpec, parse_campaign
-from orchestrator.store import CampaignRecord, ExperimentRecord, StepAnalysisRecord, Store
+from orchestrator.store import CampaignRecord, ExperimentRecord, StepAnalysisRecord, Store, sqlite_file
 
 __all__ = ["CampaignNotFound", "CampaignResults", "ResultsError", "database_url", "open_campaign"]
 
@@ -52,16 +52,8 @@ def _is_url(text: str) -> bool:
     return "://" in text
 
 
-def _sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///PATH`` URL (None for another database or an in-memory one)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    name = url.removeprefix("sqlite:///").split("?", 1)[0]
-    return None if name in ("", ":memory:") or name.startswith("file:") else Path(name)
-
-
 def _open_store(url: str) -> Store:
-    path = _sqlite_path(url)
+    path = sqlite_file(url)
     if path is not None and not path.is_file():
         raise CampaignNotFound(f"no campaign database at {path} (no campaign has run with this --runs-dir or --db)")
     return Store(url)

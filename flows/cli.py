@@ -486,7 +486,7 @@ def report(
 
 def _report_json(spec: CampaignSpec, url: str) -> dict[str, Any]:
     """The campaign's best feasible experiment (single objective) or its Pareto set, as data."""
-    from orchestrator.outcomes import counts, is_feasible, objective_value
+    from orchestrator.outcomes import counts, is_feasible, non_dominated, objective_value
     from orchestrator.store import Store
 
     store = Store(url)
@@ -510,21 +510,8 @@ def _report_json(spec: CampaignSpec, url: str) -> dict[str, Any]:
         best = max(scored, key=lambda e: objective_value(spec, e.outcomes)) if scored else None
         out["best"] = None if best is None else _experiment_json(spec, best)
     else:
-        out["pareto_front"] = [_experiment_json(spec, e) for e in _pareto(spec, feasible)]
+        out["pareto_front"] = [_experiment_json(spec, e) for e in non_dominated(spec, feasible)]
     return out
-
-
-def _pareto(spec: CampaignSpec, experiments: list[Any]) -> list[Any]:
-    """The experiments no other one beats on every objective (targets as closeness)."""
-    from orchestrator.outcomes import measured, utility
-
-    scored = [
-        (e, [utility(o, measured(spec, e.outcomes, o.name)["value"]) for o in spec.objectives]) for e in experiments
-    ]
-    scored = [(e, u) for e, u in scored if all(math.isfinite(x) for x in u)]
-    return [
-        e for e, u in scored if not any(all(a >= b for a, b in zip(v, u, strict=True)) and v != u for _, v in scored)
-    ]
 
 
 def _operate(name: str, database: str | None, runs_dir: Path) -> Campaign:

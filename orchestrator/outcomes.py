@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from orchestrator.spec import CampaignSpec, ObjectiveSpec, outcome
 from orchestrator.store import ExperimentRecord, ExperimentStatus
 
-__all__ = ["CampaignError", "best_so_far", "counts", "is_feasible", "measured", "objective_value", "utility"]
+__all__ = [
+    "CampaignError",
+    "best_so_far",
+    "counts",
+    "is_feasible",
+    "measured",
+    "non_dominated",
+    "objective_value",
+    "utility",
+]
 
 
 class CampaignError(RuntimeError):
@@ -66,3 +75,18 @@ def best_so_far(spec: CampaignSpec, experiments: Sequence[ExperimentRecord]) -> 
             best = max(best, objective_value(spec, experiment.outcomes))
         out.append(best if math.isfinite(best) else math.nan)
     return out
+
+
+def non_dominated(
+    spec: CampaignSpec, experiments: Sequence[ExperimentRecord], objectives: Sequence[ObjectiveSpec] | None = None
+) -> list[ExperimentRecord]:
+    """The experiments (in the order given) that no other one beats on every objective (the campaign's, or
+    ``objectives``) and strictly on one, by `utility`; an experiment with an undetermined objective takes no part."""
+    scored = []
+    for e in experiments:
+        u = [utility(o, measured(spec, e.outcomes, o.name)["value"]) for o in objectives or spec.objectives]
+        if all(math.isfinite(x) for x in u):
+            scored.append((e, u))
+    return [
+        e for e, u in scored if not any(all(a >= b for a, b in zip(v, u, strict=True)) and v != u for _, v in scored)
+    ]

@@ -35,6 +35,7 @@ __all__ = [
     "StepResultRecord",
     "Store",
     "StoreError",
+    "sqlite_file",
 ]
 
 
@@ -224,7 +225,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The file of a ``sqlite:///PATH`` URL; None for an in-memory database or another database."""
     if not url.startswith("sqlite:///"):
         return None
@@ -356,7 +357,7 @@ class Store:
                 damaged, or belongs to another application; or the database cannot be used.
         """
         self.url = url
-        path = _sqlite_file(url)
+        path = sqlite_file(url)
         if path is not None:
             if path.exists():
                 _check_sqlite_header(path)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.outcomes import counts, is_feasible, measured, utility
+from orchestrator.outcomes import counts, is_feasible, measured, non_dominated, utility
 from orchestrator.spec import CampaignSpec, ObjectiveSpec
 from orchestrator.store import ExperimentRecord
 
@@ -55,11 +55,8 @@ def plot_pareto_front(spec: CampaignSpec, experiments: Sequence[ExperimentRecord
         return None
     feasible = [(e, a, b) for e, a, b, ok in rows if ok]
     utilities = [(utility(first, a), utility(second, b)) for _, a, b in feasible]
-    front = [
-        (e, a, b)
-        for (e, a, b), u in zip(feasible, utilities, strict=True)
-        if not any(v[0] >= u[0] and v[1] >= u[1] and v != u for v in utilities)
-    ]
+    on_front = {e.id for e in non_dominated(spec, [e for e, _, _ in feasible], (first, second))}
+    front = [(e, a, b) for e, a, b in feasible if e.id in on_front]
     if first.reference is not None and second.reference is not None:
         reference = (utility(first, first.reference), utility(second, second.reference))
         reference_label = "reference point (campaign file)"
